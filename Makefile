@@ -1,0 +1,31 @@
+# Every target that needs servers first runs scripts/services.sh (idempotent): it installs
+# and starts PostgreSQL and Redis on this machine and writes their URLs to .services.env.
+SHELL := /bin/bash
+GO ?= go
+# Each Go module in the repository; integration/ is its own module so that its test-only
+# dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod.
+MODULES := . integration
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+WITH_SERVICES := set -a && . ./.services.env && set +a
+
+.PHONY: test services lint
+
+## test: start services, lint, and run every test of every module with the race detector.
+test: services lint
+	@$(WITH_SERVICES) && for m in $(MODULES); do \
+		echo "== go test -race ($$m)"; \
+		(cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
+	done
+
+## services: make PostgreSQL and Redis reachable and record their URLs in .services.env.
+services:
+	@scripts/services.sh > .services.env
+
+## lint: gofmt, go vet and staticcheck over every module.
+lint:
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@for m in $(MODULES); do \
+		echo "== go vet, staticcheck ($$m)"; \
+		(cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
+	done

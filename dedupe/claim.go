@@ -1,0 +1,186 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgonce/pgonce/internal/pgerr"
+)
+
+// queries holds the SQL for one table, formatted once by New with the sanitised identifier.
+type queries struct {
+	claim, reclaim, store, purge string
+}
+
+func newQueries(table string) queries {
+	return queries{
+		// One statement does the common cases in one round trip: it inserts the key, or, when
+		// the key is already committed, returns the stored row. All sub-statements of a WITH share
+		// one snapshot, so when the INSERT had to wait for a concurrent claimer that then
+		// committed, the SELECT cannot see that row and the statement returns nothing; claim
+		// then simply asks again with a fresh snapshot.
+		claim: fmt.Sprintf(`WITH claimed AS (
+	INSERT INTO %[1]s AS k (scope, key, fingerprint, expires_at)
+	VALUES ($1, $2, $3, now() + $4::bigint * interval '1 microsecond')
+	ON CONFLICT (scope, key) DO NOTHING
+	RETURNING true
+)
+SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false FROM claimed
+UNION ALL
+SELECT false, k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now()
+FROM %[1]s k
+WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM claimed)`, table),
+
+		// Re-claims an expired key in place. The WHERE is re-checked against the newest row
+		// version after any wait, so of two concurrent re-claimers exactly one gets the row.
+		reclaim: fmt.Sprintf(`UPDATE %[1]s
+SET fingerprint = $3, status = NULL, headers = NULL, body = NULL, created_at = now(),
+	completed_at = NULL, expires_at = now() + $4::bigint * interval '1 microsecond'
+WHERE scope = $1 AND key = $2 AND expires_at <= now()
+RETURNING true`, table),
+
+		store: fmt.Sprintf(`UPDATE %[1]s
+SET status = $3, headers = $4, body = $5, completed_at = now()
+WHERE scope = $1 AND key = $2`, table),
+
+		// SKIP LOCKED: rows that a request is re-claiming are left alone, so a purge never
+		// waits on a request and a request waits on a purge for one batch at most.
+		purge: fmt.Sprintf(`DELETE FROM %[1]s
+WHERE (scope, key) IN (
+	SELECT scope, key FROM %[1]s
+	WHERE expires_at <= now()
+	ORDER BY expires_at
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED
+)`, table),
+	}
+}
+
+// Statements pipelined around a claim. The lock_timeout in force before the claim is kept in
+// a transaction-local custom setting and put back after it, so a bounded wait for the key
+// never shortens the lock waits of the caller's own statements.
+const (
+	sqlSavepoint          = "SAVEPOINT pgonce_dedupe"
+	sqlReleaseSavepoint   = "RELEASE SAVEPOINT pgonce_dedupe"
+	sqlRollbackSavepoint  = "ROLLBACK TO SAVEPOINT pgonce_dedupe"
+	sqlSetLockTimeout     = "SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
+	sqlRestoreLockTimeout = "SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
+	sqlCommit             = "COMMIT"
+)
+
+// maxClaimRounds bounds how often claim looks again after losing a race (a conflicting claim
+// committed after its snapshot, or another request re-claimed an expired key first). Each
+// round waits for the competing transaction, so running out takes sustained churn on one key.
+const maxClaimRounds = 16
+
+var errClaimChurn = errors.New("dedupe: key changed hands too often while claiming")
+
+// claimRow is one row of the claim statement.
+type claimRow struct {
+	found       bool // the statement returned a row
+	inserted    bool
+	fingerprint []byte
+	status      *int32
+	headers     []byte
+	body        []byte
+	expired     bool
+}
+
+// claim makes tx the owner of (scope, key), or returns the response stored by the committed
+// earlier request with that key. A nil response and nil error mean tx owns the key. With
+// savepoint set, a savepoint is opened in the same round trip as the first claim statement.
+func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (*Response, error) {
+	fp := req.Fingerprint
+	if fp == nil {
+		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
+	}
+	for round := 0; round < maxClaimRounds; round++ {
+		var row claimRow
+		err := d.round(ctx, tx, savepoint && round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
+			err := r.Scan(&row.inserted, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			row.found = err == nil
+			return err
+		})
+		if err != nil {
+			return nil, claimErr(err)
+		}
+		switch {
+		case row.inserted:
+			return nil, nil
+		case !row.found:
+			// The key committed after this statement's snapshot; look again.
+			continue
+		case row.expired:
+			var won bool
+			err := d.round(ctx, tx, false, d.q.reclaim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
+				err := r.Scan(&won)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				return err
+			})
+			if err != nil {
+				return nil, claimErr(err)
+			}
+			if won {
+				return nil, nil
+			}
+			// Someone else re-claimed or purged it first; look again.
+			continue
+		case !bytes.Equal(row.fingerprint, req.Fingerprint):
+			return nil, ErrFingerprintMismatch
+		case row.status == nil:
+			return nil, ErrIncomplete
+		}
+		resp := &Response{Status: int(*row.status), Body: row.body}
+		if row.headers != nil {
+			if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
+				return nil, fmt.Errorf("dedupe: decode stored headers: %w", err)
+			}
+		}
+		return resp, nil
+	}
+	return nil, errClaimChurn
+}
+
+// round runs one claim statement, pipelining around it in the same round trip the optional
+// savepoint and, in bounded-wait mode, the lock_timeout change and its restoration.
+func (d *Deduper) round(ctx context.Context, tx pgx.Tx, savepoint bool, sql string, args []any, scan func(pgx.Row) error) error {
+	if !savepoint && d.lockTimeout == "" {
+		return scan(tx.QueryRow(ctx, sql, args...))
+	}
+	b := &pgx.Batch{}
+	if savepoint {
+		b.Queue(sqlSavepoint)
+	}
+	if d.lockTimeout != "" {
+		b.Queue(sqlSetLockTimeout, d.lockTimeout)
+	}
+	b.Queue(sql, args...).QueryRow(scan)
+	if d.lockTimeout != "" {
+		b.Queue(sqlRestoreLockTimeout)
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// claimErr maps a lock wait that ran out into ErrInProgress, keeping the PostgreSQL error in
+// the chain for callers that want the detail.
+func claimErr(err error) error {
+	if pgerr.Is(err, pgerr.LockNotAvailable) {
+		return fmt.Errorf("%w: %w", ErrInProgress, err)
+	}
+	return err
+}
+
+func lockTimeoutSetting(ms int64) string {
+	return strconv.FormatInt(max(ms, 1), 10) + "ms"
+}

@@ -1,0 +1,430 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgonce/pgonce/internal/backoff"
+	"github.com/pgonce/pgonce/internal/pgerr"
+)
+
+// DB is the database handle Do runs on, satisfied by *pgxpool.Pool, *pgx.Conn and pgx.Tx.
+// Given a pool or a connection, Do opens, commits and retries its own transaction; given a
+// pgx.Tx, Do joins it (see Deduper.Do).
+type DB interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Execer is what Purge needs; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Func is the business write guarded by a key. It runs inside tx, must do all its database
+// work through tx, and must leave tx open: Do commits or rolls back.
+//
+// Returning an error rolls everything back, frees the key, and makes Do return that error
+// (wrapped in a *KeyError). Returning a Response commits it with the effect, whatever its
+// Status: a business refusal (say 409) is stored and replayed like a success.
+//
+// Func may run more than once for one request: when PostgreSQL reports a serialization
+// failure or a deadlock, Do rolls the whole attempt back and runs it again in a new
+// transaction. Only the attempt whose transaction commits has effects in the database, so
+// Func should not cause effects outside the database (send mail, call APIs) before Do returns.
+type Func func(ctx context.Context, tx pgx.Tx) (Response, error)
+
+// Options configures a Deduper. The zero value (or a nil *Options) gives the defaults noted on
+// each field; a non-positive number means its default.
+type Options struct {
+	// Table is the dedupe table, default "dedupe_keys" (resolved through search_path) as
+	// created by the migrations package. Use a two-part identifier for another schema.
+	Table pgx.Identifier
+
+	// TTL is how long a committed key is remembered when the request does not say; default
+	// 24h. After it the key counts as new: the next request with it runs again.
+	TTL time.Duration
+
+	// LockWait bounds how long a request waits for a concurrent request with the same key
+	// to finish. Zero waits as long as ctx allows (then the duplicate replays the first one's
+	// response, or claims the key itself if the first rolled back). When positive, a wait
+	// longer than this ends with ErrInProgress. Implemented with SET LOCAL lock_timeout around
+	// the claim only, at no extra round trip; millisecond resolution.
+	LockWait time.Duration
+
+	// MaxAttempts bounds how many times Do runs a request's transaction when PostgreSQL
+	// reports a serialization failure (40001) or deadlock (40P01); default 5. Set 1 to never
+	// retry. Attempts are spaced by jittered exponential backoff between RetryBaseDelay
+	// (default 5ms) and RetryMaxDelay (default 500ms).
+	MaxAttempts    int
+	RetryBaseDelay time.Duration
+	RetryMaxDelay  time.Duration
+
+	// MaxResponseBytes bounds the stored response (body plus header names and values);
+	// default 1 MiB. A larger response fails with ErrResponseTooLarge and rolls back.
+	MaxResponseBytes int
+
+	// TxOptions are used for the transactions Do opens (isolation level, access mode).
+	// The default is the server's default, normally READ COMMITTED.
+	TxOptions pgx.TxOptions
+}
+
+// Defaults of Options.
+const (
+	DefaultTTL              = 24 * time.Hour
+	DefaultMaxAttempts      = 5
+	DefaultRetryBaseDelay   = 5 * time.Millisecond
+	DefaultRetryMaxDelay    = 500 * time.Millisecond
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultTable            = "dedupe_keys"
+)
+
+// Deduper runs functions at most once per (scope, key). It holds no connections and is safe
+// for concurrent use; create one per table and share it.
+type Deduper struct {
+	opts        Options
+	q           queries
+	lockTimeout string // lock_timeout value for bounded waits, "" when waiting is unbounded
+}
+
+// New returns a Deduper with the given options (nil means defaults).
+func New(opts *Options) *Deduper {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Table) == 0 {
+		o.Table = pgx.Identifier{DefaultTable}
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.RetryBaseDelay <= 0 {
+		o.RetryBaseDelay = DefaultRetryBaseDelay
+	}
+	if o.RetryMaxDelay <= 0 {
+		o.RetryMaxDelay = DefaultRetryMaxDelay
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	d := &Deduper{opts: o, q: newQueries(o.Table.Sanitize())}
+	if o.LockWait > 0 {
+		d.lockTimeout = lockTimeoutSetting(o.LockWait.Milliseconds())
+	}
+	return d
+}
+
+// Result is what a successful Do returns.
+type Result struct {
+	// Response is the function's response (first execution) or the stored one (replay).
+	Response Response
+	// Replayed is true when the key was already committed: Response is the stored response
+	// and the function did not run.
+	Replayed bool
+	// Attempts counts the transactions Do ran: 1, plus one per serialization or deadlock retry.
+	Attempts int
+}
+
+// Do runs fn at most once for req's (scope, key) and returns its response, or, for a key
+// already committed, the stored response without running fn.
+//
+// Do inserts the key into the dedupe table in the same transaction as fn's writes and stores
+// fn's response in that row before committing, so the key and the effect commit together or
+// not at all. Outcomes:
+//
+//   - new key: fn runs; its response is committed with the key (Result.Replayed false);
+//   - committed key, same fingerprint: the stored response (Result.Replayed true), fn not run;
+//   - committed key, other fingerprint: ErrFingerprintMismatch, fn not run;
+//   - key held by a transaction still running: Do waits on the unique index until that
+//     transaction ends, then replays its response, or claims the key if it rolled back. With
+//     Options.LockWait set, a longer wait ends with ErrInProgress;
+//   - fn returns an error: everything is rolled back, the key stays free, the error comes
+//     back in a *KeyError (errors.Is and errors.As see through it);
+//   - serialization failure or deadlock: the attempt is rolled back and rerun, up to
+//     Options.MaxAttempts;
+//   - expired key: counts as new; it is re-claimed in place, atomically.
+//
+// Given a *pgxpool.Pool or *pgx.Conn, Do runs its own transaction. A new key then costs one
+// round trip more than fn's statements in a plain transaction: BEGIN, the claim, fn's
+// statements, and the response stored and COMMIT sent together in one pipelined batch. A
+// replay costs BEGIN, the claim and ROLLBACK.
+//
+// Given a pgx.Tx, Do joins it: the key commits or rolls back with the caller's transaction.
+// Do wraps its part in a savepoint, so when fn fails or the key is refused, the caller's
+// transaction is left as it was and stays usable. Do does not retry in a joined transaction
+// (only the caller can rerun it); serialization failures and deadlocks come back as errors.
+//
+// Do checks its input before any SQL runs and returns an error wrapping ErrNilDB, ErrNilFunc,
+// ErrInvalidScope, ErrInvalidKey, ErrInvalidFingerprint or ErrInvalidTTL, or ctx.Err().
+func (d *Deduper) Do(ctx context.Context, db DB, req Request, fn Func) (Result, error) {
+	if err := checkCall(ctx, db, fn, req); err != nil {
+		return Result{}, err
+	}
+	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = d.opts.TTL
+	}
+	// Round up so that a sub-microsecond TTL still expires after creation (CHECK constraint).
+	ttlMicros := int64((ttl + time.Microsecond - 1) / time.Microsecond)
+
+	if tx, ok := db.(pgx.Tx); ok {
+		res, err := d.joined(ctx, tx, req, ttlMicros, fn)
+		res.Attempts = 1
+		if err != nil {
+			return res, d.fail(ctx, req, 1, err)
+		}
+		return res, nil
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := d.own(ctx, db, req, ttlMicros, fn)
+		res.Attempts = attempt
+		if err == nil {
+			return res, nil
+		}
+		if attempt >= d.opts.MaxAttempts || !pgerr.Retryable(err) {
+			return res, d.fail(ctx, req, attempt, err)
+		}
+		if serr := backoff.Sleep(ctx, backoff.Delay(attempt, d.opts.RetryBaseDelay, d.opts.RetryMaxDelay)); serr != nil {
+			return res, d.fail(ctx, req, attempt, errors.Join(serr, err))
+		}
+	}
+}
+
+func (d *Deduper) fail(ctx context.Context, req Request, attempts int, err error) error {
+	// A cancelled statement surfaces as a driver error; make sure the caller can still
+	// recognise the cancellation with errors.Is(err, context.Canceled).
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = errors.Join(cerr, err)
+	}
+	return &KeyError{Scope: req.Scope, Key: req.Key, Attempts: attempts, Err: err}
+}
+
+func checkCall(ctx context.Context, db DB, fn Func, req Request) error {
+	if db == nil {
+		return ErrNilDB
+	}
+	if v := reflect.ValueOf(db); v.Kind() == reflect.Pointer && v.IsNil() {
+		return ErrNilDB
+	}
+	if fn == nil {
+		return ErrNilFunc
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// ownTx is a transaction Do opened itself.
+type ownTx struct {
+	pgx.Tx
+	// release hands a pooled connection back; nil when Do did not acquire one.
+	release func()
+	// pipelined means Do owns the connection outright, so COMMIT can travel in the same
+	// batch as the response: no pgx.Tx bookkeeping needs a separate Commit call.
+	pipelined bool
+}
+
+func (d *Deduper) begin(ctx context.Context, db DB) (*ownTx, error) {
+	switch h := db.(type) {
+	case *pgxpool.Pool:
+		c, err := h.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tx, err := c.BeginTx(ctx, d.opts.TxOptions)
+		if err != nil {
+			c.Release()
+			return nil, err
+		}
+		return &ownTx{Tx: tx, release: c.Release, pipelined: true}, nil
+	case *pgx.Conn:
+		tx, err := h.BeginTx(ctx, d.opts.TxOptions)
+		if err != nil {
+			return nil, err
+		}
+		return &ownTx{Tx: tx, pipelined: true}, nil
+	case interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}:
+		tx, err := h.BeginTx(ctx, d.opts.TxOptions)
+		if err != nil {
+			return nil, err
+		}
+		return &ownTx{Tx: tx}, nil
+	default:
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &ownTx{Tx: tx}, nil
+	}
+}
+
+// close ends the transaction if it is still open and returns the connection.
+func (t *ownTx) close(ctx context.Context) {
+	if !t.pipelined || t.Conn().PgConn().TxStatus() != 'I' {
+		rollback(ctx, t.Tx)
+	}
+	if t.release != nil {
+		t.release()
+	}
+}
+
+// own runs one attempt in a transaction Do opens.
+func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, fn Func) (Result, error) {
+	tx, err := d.begin(ctx, db)
+	if err != nil {
+		return Result{}, fmt.Errorf("dedupe: begin: %w", err)
+	}
+	// Runs on every return and on a panic in fn: the transaction never outlives Do and the
+	// pooled connection always goes back.
+	defer tx.close(ctx)
+
+	stored, err := d.claim(ctx, tx, req, ttlMicros, false)
+	if err != nil {
+		return Result{}, err
+	}
+	if stored != nil {
+		return Result{Response: *stored, Replayed: true}, nil
+	}
+	resp, err := fn(ctx, tx)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := d.checkAfterFn(tx, resp); err != nil {
+		return Result{}, err
+	}
+	if !tx.pipelined {
+		if _, err := tx.Exec(ctx, d.q.store, d.storeArgs(req, resp)...); err != nil {
+			return Result{}, err
+		}
+		return Result{Response: resp}, tx.Commit(ctx)
+	}
+	b := &pgx.Batch{}
+	d.queueStore(b, req, resp)
+	b.Queue(sqlCommit)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Result{}, err
+	}
+	return Result{Response: resp}, nil
+}
+
+// joined runs Do inside the caller's transaction, within a savepoint.
+func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, fn Func) (Result, error) {
+	if tx.Conn() == nil || tx.Conn().PgConn().TxStatus() != 'T' {
+		return Result{}, fmt.Errorf("%w: the transaction to join is not open and healthy", ErrTxEnded)
+	}
+	// Until Do's part is released into the caller's transaction, any return (and a panic in
+	// fn, since deferred calls run while panicking) rolls back to the savepoint: the key is
+	// freed and the caller's transaction is as it was before Do.
+	undo := true
+	defer func() {
+		if undo {
+			undoSavepoint(ctx, tx)
+		}
+	}()
+
+	stored, err := d.claim(ctx, tx, req, ttlMicros, true)
+	if err != nil {
+		return Result{}, err
+	}
+	if stored != nil {
+		// Nothing was written; rolling back to the savepoint also restores lock_timeout.
+		undo = false
+		if err := execBatch(ctx, tx, sqlRollbackSavepoint, sqlReleaseSavepoint); err != nil {
+			return Result{}, err
+		}
+		return Result{Response: *stored, Replayed: true}, nil
+	}
+	resp, err := fn(ctx, tx)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := d.checkAfterFn(tx, resp); err != nil {
+		return Result{}, err
+	}
+	b := &pgx.Batch{}
+	d.queueStore(b, req, resp)
+	b.Queue(sqlReleaseSavepoint)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Result{}, err
+	}
+	undo = false
+	return Result{Response: resp}, nil
+}
+
+// undoSavepoint rolls the caller's transaction back to Do's savepoint and releases it.
+func undoSavepoint(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = execBatch(ctx, tx, sqlRollbackSavepoint, sqlReleaseSavepoint)
+}
+
+func execBatch(ctx context.Context, tx pgx.Tx, sqls ...string) error {
+	b := &pgx.Batch{}
+	for _, s := range sqls {
+		b.Queue(s)
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// checkAfterFn refuses to store a response when fn broke the transaction or returned a
+// response the table cannot hold.
+func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
+	switch tx.Conn().PgConn().TxStatus() {
+	case 'T':
+	case 'E':
+		return fmt.Errorf("%w: a statement failed and fn returned no error", ErrTxEnded)
+	default:
+		return fmt.Errorf("%w: fn committed or rolled back the transaction", ErrTxEnded)
+	}
+	if resp.Status < 0 || resp.Status > 999 {
+		return fmt.Errorf("dedupe: response status %d is outside 0..999", resp.Status)
+	}
+	if n := resp.size(); n > d.opts.MaxResponseBytes {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrResponseTooLarge, n, d.opts.MaxResponseBytes)
+	}
+	return nil
+}
+
+func (d *Deduper) storeArgs(req Request, resp Response) []any {
+	var headers any // SQL NULL when there are none
+	if len(resp.Header) > 0 {
+		headers = resp.Header
+	}
+	body := resp.Body
+	if body == nil {
+		body = []byte{}
+	}
+	return []any{req.Scope, req.Key, int32(resp.Status), headers, body}
+}
+
+func (d *Deduper) queueStore(b *pgx.Batch, req Request, resp Response) {
+	b.Queue(d.q.store, d.storeArgs(req, resp)...).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("dedupe: claimed row vanished before its response was stored")
+		}
+		return nil
+	})
+}
+
+// cleanupTimeout bounds a rollback issued after the caller's context was cancelled.
+const cleanupTimeout = 5 * time.Second
+
+// rollback ends tx even when ctx is already cancelled, so the connection can be reused.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = tx.Rollback(ctx)
+}

@@ -1,0 +1,33 @@
+// Package dedupe makes a write exactly-once per idempotency key, on PostgreSQL with pgx v5.
+//
+// Clients retry: after a timeout, a double click, a reload, or from two app servers at once.
+// Checking "does this key exist?" and then inserting creates duplicates under concurrency.
+// Do instead inserts the request's key into a unique-indexed table in the same transaction as
+// the business write, and stores the response in that row before committing:
+//
+//	d := dedupe.New(nil)
+//	res, err := d.Do(ctx, pool, dedupe.Request{
+//		Scope:       "orders.create",
+//		Key:         r.Header.Get("Idempotency-Key"),
+//		Fingerprint: dedupe.Fingerprint(r.Method, r.URL.Path, body),
+//	}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+//		id, err := insertOrder(ctx, tx, order) // every write goes through tx
+//		if err != nil {
+//			return dedupe.Response{}, err // rolls back; the key stays free for a retry
+//		}
+//		return dedupe.Response{Status: 201, Body: orderJSON(id)}, nil
+//	})
+//	switch {
+//	case errors.Is(err, dedupe.ErrFingerprintMismatch): // 422: key reused for another request
+//	case errors.Is(err, dedupe.ErrInProgress):          // 409: first request still running
+//	case err != nil:                                    // the function's error, or the database's
+//	case res.Replayed:                                  // the stored response of the first request
+//	}
+//
+// The unique index is the authority: the key and the effect commit together or not at all; a
+// concurrent duplicate waits on the index and then replays; a duplicate of a committed request
+// gets its stored response without running the function.
+//
+// The table is created by the migrations package (dedupe_keys). Expired keys are removed by
+// Purge; run it periodically.
+package dedupe

@@ -1,0 +1,59 @@
+package dedupe
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Outcomes a caller branches on. Test with errors.Is; every error from Do after validation is
+// a *KeyError wrapping one of these, a database error, or the error the function returned.
+var (
+	// ErrInProgress means another transaction holds the key and the bounded wait
+	// (Options.LockWait) ran out before it finished. Nothing ran. HTTP: 409 with Retry-After.
+	ErrInProgress = errors.New("dedupe: key in progress")
+
+	// ErrFingerprintMismatch means the key was already used with a different request
+	// fingerprint. Nothing ran. HTTP: 422.
+	ErrFingerprintMismatch = errors.New("dedupe: key reused with a different request")
+
+	// ErrResponseTooLarge means the function's response is larger than
+	// Options.MaxResponseBytes; its transaction was rolled back, the key stays free.
+	ErrResponseTooLarge = errors.New("dedupe: response too large to store")
+
+	// ErrTxEnded means the function committed or rolled back the transaction it was given,
+	// or left it failed (a statement error was ignored). The function must leave the
+	// transaction to Do.
+	ErrTxEnded = errors.New("dedupe: function ended or broke its transaction")
+
+	// ErrIncomplete means a committed key has no stored response. Do never commits such a row;
+	// it appears only when a function ended the transaction itself (ErrTxEnded) or the row was
+	// written by other code.
+	ErrIncomplete = errors.New("dedupe: stored key has no response")
+)
+
+// Input errors, returned before any SQL runs and with nothing written. Test with errors.Is;
+// the message says what exactly is wrong.
+var (
+	ErrInvalidKey         = errors.New("dedupe: invalid key")
+	ErrInvalidScope       = errors.New("dedupe: invalid scope")
+	ErrInvalidFingerprint = errors.New("dedupe: invalid fingerprint")
+	ErrInvalidTTL         = errors.New("dedupe: invalid TTL")
+	ErrNilFunc            = errors.New("dedupe: nil function")
+	ErrNilDB              = errors.New("dedupe: nil database handle")
+)
+
+// KeyError says which request an error belongs to. Do returns one for every failure after its
+// input checks; it unwraps to the cause, so errors.Is(err, ErrInProgress) and errors.As on a
+// *pgconn.PgError or on the function's own error types work through it.
+type KeyError struct {
+	Scope    string
+	Key      string
+	Attempts int // transaction attempts made, including the failed one
+	Err      error
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("%v (scope %q, key %q, attempt %d)", e.Err, e.Scope, e.Key, e.Attempts)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }

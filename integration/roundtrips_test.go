@@ -1,0 +1,81 @@
+package integration_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/integration/harness"
+)
+
+// roundTrips counts client-server exchanges: every query and every batch (a pipelined batch
+// is sent and answered in one exchange).
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// A new key costs the plain transaction's round trips plus one; a replay costs three.
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	createOrders(t, db.Pool)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1 // one connection, so its statement cache is warm after the first call
+	rt := &roundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	d := dedupe.New(nil)
+
+	plain := func(key string) {
+		require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
+			return err
+		}))
+	}
+	do := func(h dedupe.DB, key string) dedupe.Result {
+		res, err := d.Do(ctx, h, dedupe.Request{Scope: "rt", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
+			return dedupe.Response{Status: 201}, err
+		})
+		require.NoError(t, err)
+		return res
+	}
+	measure := func(f func()) int64 {
+		before := rt.n.Load()
+		f()
+		return rt.n.Load() - before
+	}
+	// Warm the statement cache (first use of a statement costs a describe round trip).
+	plain("warm")
+	do(pool, "warm")
+	do(pool, "warm")
+
+	assert.Equal(t, int64(3), measure(func() { plain("p") }), "plain: begin, insert, commit")
+	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(pool, "n").Replayed) }), "new key: begin, claim, insert, store+commit")
+	assert.Equal(t, int64(3), measure(func() { assert.True(t, do(pool, "n").Replayed) }), "replay: begin, claim, rollback")
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	assert.Equal(t, int64(3), measure(func() { do(tx, "j") }), "joined: savepoint+claim, insert, store+release")
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# services.sh makes PostgreSQL and Redis reachable on this machine for the tests and the demo.
+#
+# Safe to run any number of times: it installs only what is missing (apt-get, as root), starts
+# only what is stopped, and creates roles and databases only when absent. Progress goes to
+# stderr; the environment to use goes to stdout as shell `export` lines, so both of these work:
+#
+#   scripts/services.sh               # start everything, print the URLs
+#   eval "$(scripts/services.sh)"     # ... and use them in this shell
+#
+# Without apt-get (not Debian/Ubuntu, or not root) it says what to install, or to leave
+# DEDUPE_TEST_DATABASE_URL / DEDUPE_TEST_REDIS_URL unset and let the integration harness start
+# containers with testcontainers-go (needs a Docker engine).
+set -euo pipefail
+
+PG_ROLE=dedupe
+PG_PASSWORD=dedupe
+PG_TEST_DB=dedupe_test
+PG_DEMO_DB=dedupe_demo
+REDIS_PORT=6379
+# Enough for parallel test packages that each open pools of 16-32 connections.
+PG_MAX_CONNECTIONS=400
+
+log() { echo "services: $*" >&2; }
+die() { echo "services: $*" >&2; exit 1; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_updated=
+apt_install() {
+	if ! have apt-get; then
+		die "$1 is missing and this machine has no apt-get. Install $1 yourself, or leave
+DEDUPE_TEST_DATABASE_URL and DEDUPE_TEST_REDIS_URL unset and run the integration tests
+with a Docker engine: the harness then starts containers with testcontainers-go."
+	fi
+	[ "$(id -u)" = 0 ] || die "$1 is missing; installing it needs root (apt-get install $*)."
+	if [ -z "$apt_updated" ]; then
+		log "apt-get update"
+		apt-get update -qq >&2
+		apt_updated=1
+	fi
+	log "apt-get install $*"
+	# policy-rc.d keeps the package from starting its own service; this script starts it.
+	DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+as_postgres() { runuser -u postgres -- "$@"; }
+
+psql_admin() { as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" "$@"; }
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+have pg_lsclusters || apt_install postgresql postgresql-contrib
+if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+	ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+	log "creating PostgreSQL $ver cluster main"
+	pg_createcluster "$ver" main >&2
+fi
+# The first cluster named main (Debian's default), else the first one listed.
+read -r PG_VERSION PG_CLUSTER PG_PORT PG_STATUS _ < <(pg_lsclusters -h | awk '$2=="main"' | head -1)
+if [ -z "${PG_VERSION:-}" ]; then
+	read -r PG_VERSION PG_CLUSTER PG_PORT PG_STATUS _ < <(pg_lsclusters -h | head -1)
+fi
+if [ "$PG_STATUS" != online ]; then
+	log "starting PostgreSQL $PG_VERSION/$PG_CLUSTER on port $PG_PORT"
+	pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start >&2
+fi
+for _ in $(seq 1 60); do
+	pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+	sleep 0.5
+done
+pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL did not become ready on port $PG_PORT"
+
+if [ "$(psql_admin -tAc 'SHOW max_connections')" -lt "$PG_MAX_CONNECTIONS" ]; then
+	log "raising max_connections to $PG_MAX_CONNECTIONS (restart)"
+	psql_admin -c "ALTER SYSTEM SET max_connections = $PG_MAX_CONNECTIONS" >&2
+	pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart >&2
+	for _ in $(seq 1 60); do
+		pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+		sleep 0.5
+	done
+fi
+
+psql_admin <<SQL >&2
+DO \$\$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
+		CREATE ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD';
+	END IF;
+END
+\$\$;
+SQL
+for db in "$PG_TEST_DB" "$PG_DEMO_DB"; do
+	if [ -z "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+		log "creating database $db"
+		as_postgres createdb -p "$PG_PORT" -O "$PG_ROLE" "$db"
+	fi
+done
+
+# --- Redis -----------------------------------------------------------------------------------
+have redis-server || apt_install redis-server redis-tools
+redis_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+if ! redis_up "$REDIS_PORT"; then
+	log "starting Redis on port $REDIS_PORT"
+	mkdir -p /var/lib/dedupe-redis
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+		--save '' --appendonly no --dir /var/lib/dedupe-redis \
+		--logfile /var/lib/dedupe-redis/redis-$REDIS_PORT.log >&2
+	for _ in $(seq 1 50); do
+		redis_up "$REDIS_PORT" && break
+		sleep 0.1
+	done
+	redis_up "$REDIS_PORT" || die "Redis did not answer on port $REDIS_PORT"
+fi
+
+log "ready: PostgreSQL $PG_VERSION on $PG_PORT, Redis on $REDIS_PORT"
+cat <<ENV
+export DEDUPE_TEST_DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_TEST_DB?sslmode=disable'
+export DEDUPE_TEST_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'
+export DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DEMO_DB?sslmode=disable'
+export REDIS_URL='redis://127.0.0.1:$REDIS_PORT/1'
+ENV
