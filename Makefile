@@ -8,7 +8,11 @@ MODULES := . integration
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 
-.PHONY: test services lint
+.PHONY: test services lint demo
+
+## demo: the order service (two instances) on local PostgreSQL and Redis, a burst of duplicates.
+demo:
+	@scripts/demo.sh
 
 ## test: start services, lint, and run every test of every module with the race detector.
 test: services lint

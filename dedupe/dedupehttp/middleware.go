@@ -1,0 +1,376 @@
+package dedupehttp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgonce/pgonce/dedupe"
+)
+
+// Runner executes one deduplicated request. *dedupe.Deduper satisfies it; so does a runner
+// that puts a Redis guard in front of one (redisguard).
+type Runner interface {
+	Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error)
+}
+
+// Config configures a Middleware. DB is required; every other zero value means the default
+// noted on the field.
+type Config struct {
+	// DB is where requests run: normally a *pgxpool.Pool. Required.
+	DB dedupe.DB
+	// Runner executes requests; default dedupe.New(nil). Give it a *dedupe.Deduper with your
+	// options (TTL, LockWait: the bounded wait after which a concurrent duplicate gets 409),
+	// or a Redis-fronted runner.
+	Runner Runner
+	// Methods are the HTTP methods that are deduplicated; default POST and PATCH. Requests
+	// with other methods pass straight through, without a transaction.
+	Methods []string
+	// Route names the route in the key's scope; default the pattern the request matched in
+	// an http.ServeMux (Request.Pattern, without its method), else the URL path. Wrap each
+	// route's handler (not the whole mux) so the pattern is known.
+	Route func(r *http.Request) string
+	// Tenant, when set, adds the caller's tenant or principal to the scope, so two tenants
+	// using the same key never see each other's responses. Return "" for none.
+	Tenant func(r *http.Request) string
+	// MaxBodyBytes limits the request body; larger requests get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxResponseBytes limits the response body that is recorded and stored; a handler writing
+	// more gets its transaction rolled back and the client a 500. Default
+	// dedupe.DefaultMaxResponseBytes (keep it at or below the Runner's limit).
+	MaxResponseBytes int
+	// ReplayHeaders are response headers stored and replayed besides Content-Type and
+	// Location (say "Content-Language" or "ETag").
+	ReplayHeaders []string
+	// Commit decides from the handler's status whether its transaction commits (and the
+	// response is stored for replays). Default: status < 500; a 5xx rolls back and frees the key.
+	Commit func(status int) bool
+	// RetryAfter is sent with 409 responses; default 1s.
+	RetryAfter time.Duration
+	// TTL is how long keys are remembered; 0 means the Runner's default.
+	TTL time.Duration
+	// ProblemTypeBase prefixes the problem "type" URIs; default DefaultProblemTypeBase.
+	ProblemTypeBase string
+	// Logger, when set, receives one record per deduplicated request with its outcome
+	// (first, replayed, rolled_back, in_progress, mismatch, invalid, too_large, error) and
+	// never the request or response body.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultRetryAfter   = time.Second
+)
+
+// Middleware makes handlers idempotent with the Idempotency-Key header: the handler runs in a
+// transaction together with the key's claim, its response is stored with the key, and a retry
+// with the same key gets the stored response back byte for byte, with Idempotent-Replayed:
+// true. It is safe for concurrent use.
+//
+// Responses the middleware writes itself:
+//
+//	400 idempotency-key-missing     key required and absent
+//	400 idempotency-key-malformed   several header lines, bad quoting, control bytes, > 255 bytes
+//	413 request-too-large           body over MaxBodyBytes
+//	422 idempotency-key-mismatch    key already used for a request with another fingerprint
+//	409 idempotency-key-in-progress first request still running past the Runner's LockWait (+ Retry-After)
+//	500 internal-error              database failure, response too large to store
+//
+// all as application/problem+json (RFC 9457).
+type Middleware struct {
+	db          dedupe.DB
+	runner      Runner
+	methods     map[string]bool
+	route       func(*http.Request) string
+	tenant      func(*http.Request) string
+	maxBody     int64
+	maxResp     int
+	keep        []string // canonical names of headers stored for replays
+	commit      func(int) bool
+	retryAfter  string
+	ttl         time.Duration
+	problemBase string
+	log         *slog.Logger
+}
+
+// New returns a Middleware for cfg.
+func New(cfg Config) (*Middleware, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("dedupehttp: Config.DB is required")
+	}
+	m := &Middleware{
+		db:          cfg.DB,
+		runner:      cfg.Runner,
+		methods:     map[string]bool{},
+		route:       cfg.Route,
+		tenant:      cfg.Tenant,
+		maxBody:     cfg.MaxBodyBytes,
+		maxResp:     cfg.MaxResponseBytes,
+		keep:        []string{"Content-Type", "Location"},
+		commit:      cfg.Commit,
+		retryAfter:  retryAfter(cfg.RetryAfter),
+		ttl:         cfg.TTL,
+		problemBase: cfg.ProblemTypeBase,
+		log:         cfg.Logger,
+	}
+	if m.runner == nil {
+		m.runner = dedupe.New(nil)
+	}
+	methods := cfg.Methods
+	if len(methods) == 0 {
+		methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	for _, meth := range methods {
+		m.methods[strings.ToUpper(meth)] = true
+	}
+	if m.route == nil {
+		m.route = routePattern
+	}
+	if m.maxBody <= 0 {
+		m.maxBody = DefaultMaxBodyBytes
+	}
+	if m.maxResp <= 0 {
+		m.maxResp = dedupe.DefaultMaxResponseBytes
+	}
+	for _, h := range cfg.ReplayHeaders {
+		if c := textproto.CanonicalMIMEHeaderKey(h); !slices.Contains(m.keep, c) {
+			m.keep = append(m.keep, c)
+		}
+	}
+	if m.commit == nil {
+		m.commit = func(status int) bool { return status < 500 }
+	}
+	if cfg.RetryAfter <= 0 {
+		m.retryAfter = retryAfter(DefaultRetryAfter)
+	}
+	if m.problemBase == "" {
+		m.problemBase = DefaultProblemTypeBase
+	}
+	return m, nil
+}
+
+// Required wraps next so that requests with a guarded method must carry an Idempotency-Key
+// (400 without one).
+func (m *Middleware) Required(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next, true) })
+}
+
+// Optional wraps next so that requests with a key are deduplicated and requests without one
+// pass straight through (with no transaction in their context).
+func (m *Middleware) Optional(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next, false) })
+}
+
+// rolledBack carries the response of a handler whose status says "do not commit", out of the
+// rolled-back transaction to the client.
+type rolledBack struct{ rec *recorder }
+
+func (e *rolledBack) Error() string {
+	return fmt.Sprintf("dedupehttp: handler answered %d; transaction rolled back", e.rec.statusCode())
+}
+
+var errResponseTooLarge = errors.New("dedupehttp: handler response larger than MaxResponseBytes")
+
+func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler, required bool) {
+	if !m.methods[r.Method] {
+		next.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	key, err := ParseKey(r.Header)
+	if errors.Is(err, ErrKeyMissing) && !required {
+		next.ServeHTTP(w, r)
+		return
+	}
+	if err != nil {
+		if errors.Is(err, ErrKeyMissing) {
+			m.problem(w, http.StatusBadRequest, ProblemKeyMissing, "Idempotency-Key header required",
+				"Send a unique Idempotency-Key with each new request and the same key when retrying it.")
+		} else {
+			m.problem(w, http.StatusBadRequest, ProblemKeyMalformed, "Idempotency-Key header malformed", err.Error())
+		}
+		m.logOutcome(r, "", "invalid", http.StatusBadRequest, 0, start, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, m.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			m.problem(w, http.StatusRequestEntityTooLarge, ProblemRequestTooLarge, "Request body too large",
+				fmt.Sprintf("The limit is %d bytes.", m.maxBody))
+			m.logOutcome(r, key, "too_large", http.StatusRequestEntityTooLarge, 0, start, nil)
+			return
+		}
+		m.problem(w, http.StatusBadRequest, ProblemKeyMalformed, "Request body unreadable", "")
+		m.logOutcome(r, key, "invalid", http.StatusBadRequest, 0, start, err)
+		return
+	}
+
+	req := dedupe.Request{
+		Scope:       m.scope(r),
+		Key:         key,
+		Fingerprint: dedupe.Fingerprint(r.Method, canonicalTarget(r), body),
+		TTL:         m.ttl,
+	}
+	var last *recorder // the attempt whose transaction committed, when the function ran
+	res, err := m.runner.Do(r.Context(), m.db, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+		// Do may run this more than once (serialization retries): each attempt gets a fresh
+		// recorder and a fresh reader over the same body bytes.
+		rec := newRecorder(m.maxResp)
+		next.ServeHTTP(rec, withBody(r.WithContext(withTx(ctx, tx)), body))
+		if rec.large {
+			return dedupe.Response{}, errResponseTooLarge
+		}
+		if !m.commit(rec.statusCode()) {
+			return dedupe.Response{}, &rolledBack{rec}
+		}
+		last = rec
+		return dedupe.Response{Status: rec.statusCode(), Header: m.kept(rec.header), Body: rec.body.Bytes()}, nil
+	})
+	m.respond(w, r, key, res, err, last, start)
+}
+
+func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string, res dedupe.Result, err error, last *recorder, start time.Time) {
+	var rb *rolledBack
+	switch {
+	case err == nil && res.Replayed:
+		h := w.Header()
+		for k, vs := range res.Response.Header {
+			h[k] = slices.Clone(vs)
+		}
+		h.Set(HeaderReplayed, "true")
+		w.WriteHeader(res.Response.Status)
+		_, _ = w.Write(res.Response.Body)
+		m.logOutcome(r, key, "replayed", res.Response.Status, res.Attempts, start, nil)
+	case err == nil && last != nil:
+		writeRecorded(w, last)
+		m.logOutcome(r, key, "first", last.statusCode(), res.Attempts, start, nil)
+	case err == nil: // a Runner that answered without running the handler and without replaying
+		h := w.Header()
+		for k, vs := range res.Response.Header {
+			h[k] = slices.Clone(vs)
+		}
+		w.WriteHeader(res.Response.Status)
+		_, _ = w.Write(res.Response.Body)
+		m.logOutcome(r, key, "first", res.Response.Status, res.Attempts, start, nil)
+	case errors.As(err, &rb):
+		writeRecorded(w, rb.rec)
+		m.logOutcome(r, key, "rolled_back", rb.rec.statusCode(), res.Attempts, start, nil)
+	case errors.Is(err, dedupe.ErrFingerprintMismatch):
+		m.problem(w, http.StatusUnprocessableEntity, ProblemKeyMismatch, "Idempotency-Key reused for a different request",
+			"This key was already used with another method, path or body. Use a new key for a new request.")
+		m.logOutcome(r, key, "mismatch", http.StatusUnprocessableEntity, res.Attempts, start, nil)
+	case errors.Is(err, dedupe.ErrInProgress):
+		w.Header().Set("Retry-After", m.retryAfter)
+		m.problem(w, http.StatusConflict, ProblemKeyInProgress, "A request with this Idempotency-Key is in progress",
+			"Retry after the time in Retry-After to receive its response.")
+		m.logOutcome(r, key, "in_progress", http.StatusConflict, res.Attempts, start, nil)
+	case errors.Is(err, errResponseTooLarge), errors.Is(err, dedupe.ErrResponseTooLarge):
+		m.problem(w, http.StatusInternalServerError, ProblemInternal, "Response too large to store", "")
+		m.logOutcome(r, key, "too_large", http.StatusInternalServerError, res.Attempts, start, err)
+	default:
+		m.problem(w, http.StatusInternalServerError, ProblemInternal, "Internal error", "")
+		m.logOutcome(r, key, "error", http.StatusInternalServerError, res.Attempts, start, err)
+	}
+}
+
+func writeRecorded(w http.ResponseWriter, rec *recorder) {
+	h := w.Header()
+	for k, vs := range rec.header {
+		h[k] = vs
+	}
+	w.WriteHeader(rec.statusCode())
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// kept returns the headers stored for replays.
+func (m *Middleware) kept(h http.Header) map[string][]string {
+	var out map[string][]string
+	for _, k := range m.keep {
+		if vs := h.Values(k); len(vs) > 0 {
+			if out == nil {
+				out = make(map[string][]string, len(m.keep))
+			}
+			out[k] = slices.Clone(vs)
+		}
+	}
+	return out
+}
+
+// scope is method + route (+ tenant), hashed when it would exceed dedupe.MaxScopeLen.
+func (m *Middleware) scope(r *http.Request) string {
+	s := r.Method + " " + m.route(r)
+	if m.tenant != nil {
+		if t := m.tenant(r); t != "" {
+			s += " tenant=" + t
+		}
+	}
+	if dedupe.ValidateScope(s) != nil {
+		sum := sha256.Sum256([]byte(s))
+		s = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return s
+}
+
+// routePattern is the ServeMux pattern without its method, or the path when unrouted.
+func routePattern(r *http.Request) string {
+	if p := r.Pattern; p != "" {
+		if _, rest, ok := strings.Cut(p, " "); ok {
+			return strings.TrimLeft(rest, " \t")
+		}
+		return p
+	}
+	return r.URL.EscapedPath()
+}
+
+// canonicalTarget is the path plus the query with its parameters sorted, so that
+// ?a=1&b=2 and ?b=2&a=1 fingerprint alike.
+func canonicalTarget(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return r.URL.EscapedPath()
+	}
+	return r.URL.EscapedPath() + "?" + r.URL.Query().Encode()
+}
+
+func withBody(r *http.Request, body []byte) *http.Request {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return r
+}
+
+func (m *Middleware) logOutcome(r *http.Request, key, outcome string, status, attempts int, start time.Time, err error) {
+	if m.log == nil {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("route", m.route(r)),
+		slog.String("key", key),
+		slog.String("outcome", outcome),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if attempts > 1 {
+		attrs = append(attrs, slog.Int("attempts", attempts))
+	}
+	level := slog.LevelInfo
+	if err != nil && outcome == "error" {
+		level = slog.LevelError
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	m.log.LogAttrs(r.Context(), level, "idempotent request", attrs...)
+}

@@ -1,0 +1,104 @@
+package integration_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgonce/pgonce/examples/orders/loadgen"
+	"github.com/pgonce/pgonce/examples/orders/ordersvc"
+	"github.com/pgonce/pgonce/integration/harness"
+	"github.com/pgonce/pgonce/internal/pgtest"
+)
+
+// startOrders runs n instances of the order service in-process on one database.
+func startOrders(t *testing.T, db *pgtest.DB, cfg ordersvc.Config, n int) ([]*ordersvc.Service, []string) {
+	t.Helper()
+	cfg.DatabaseURL = db.URL
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	var svcs []*ordersvc.Service
+	var urls []string
+	for i := range n {
+		cfg.Instance = "instance-" + string(rune('a'+i))
+		svc, err := ordersvc.Open(context.Background(), cfg)
+		require.NoError(t, err)
+		srv := httptest.NewServer(svc.Handler())
+		t.Cleanup(func() { srv.Close(); svc.Close() })
+		svcs = append(svcs, svc)
+		urls = append(urls, srv.URL)
+	}
+	return svcs, urls
+}
+
+// The demo's burst, in-process: 100 keys, each sent 5 times at once across two instances,
+// then retried, then 5 reused with a changed body. PostgreSQL must show one order per key
+// and exact stock.
+func TestOrdersEndToEnd(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	svcs, urls := startOrders(t, db, ordersvc.Config{}, 2)
+	ctx := context.Background()
+	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 1000))
+
+	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "widget", InitialStock: 1000, Keys: 100, SendsPerKey: 5, Mismatches: 5}, db.Pool)
+	require.NoError(t, err)
+	t.Logf("\n%s", rep.Table())
+	assert.True(t, rep.OK(), "no duplicates, exact stock")
+	assert.Equal(t, 100+100*5+5, rep.Sent)
+	assert.Equal(t, 100, rep.Created, "one first execution per key")
+	assert.Equal(t, 100, rep.OrdersInDB)
+	assert.Equal(t, 5, rep.Mismatch)
+	assert.GreaterOrEqual(t, rep.Replayed, 100, "every retry in the second pass replays")
+	assert.Zero(t, rep.DuplicatedKeys)
+	assert.Equal(t, 1000-(34*1+33*2+33*3), rep.FinalStock)
+}
+
+// Two instances start the same day's report at once: one builds it, and every customer gets
+// exactly one summary, even when the job runs again.
+func TestOrdersReportRunsOnce(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	svcs, urls := startOrders(t, db, ordersvc.Config{}, 2)
+	ctx := context.Background()
+	require.NoError(t, svcs[0].Seed(ctx, "gadget", "Gadget", 500))
+	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "gadget", InitialStock: 500, Keys: 40, SendsPerKey: 2, Mismatches: -1}, db.Pool)
+	require.NoError(t, err)
+	require.True(t, rep.OK())
+
+	today := time.Now().UTC()
+	var wg sync.WaitGroup
+	results := make([]ordersvc.ReportResult, 2)
+	start := make(chan struct{})
+	for i := range svcs {
+		wg.Go(func() {
+			<-start
+			var err error
+			results[i], err = svcs[i].RunReport(ctx, today)
+			assert.NoError(t, err)
+		})
+	}
+	close(start)
+	wg.Wait()
+	built := 0
+	for _, r := range results {
+		if r.Outcome == "built" {
+			built++
+		}
+	}
+	assert.Equal(t, 1, built, "exactly one instance built the report: %+v", results)
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM daily_reports`))
+	assert.Equal(t, 40, count(t, db.Pool, `SELECT orders FROM daily_reports`))
+	assert.Equal(t, 20, count(t, db.Pool, `SELECT count(*) FROM outbox WHERE kind = 'daily-summary'`), "one summary per customer")
+
+	again, err := svcs[1].RunReport(ctx, today)
+	require.NoError(t, err)
+	assert.Equal(t, "already built", again.Outcome)
+	assert.Zero(t, again.SummariesSent)
+	assert.Equal(t, 20, count(t, db.Pool, `SELECT count(*) FROM outbox`))
+}
