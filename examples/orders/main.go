@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -83,7 +82,7 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	log := slog.Default().With("instance", c.cfg.Instance)
+	log := svc.Logger()
 	background := svc.StartBackground(ctx, *reportEvery, *purgeEvery)
 	defer background()
 

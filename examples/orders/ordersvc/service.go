@@ -52,6 +52,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		log:      cmp.Or(cfg.Logger, slog.New(slog.NewJSONHandler(os.Stderr, nil))),
 		instance: cmp.Or(cfg.Instance, defaultInstance()),
 	}
+	s.log = s.log.With("instance", s.instance)
 	if err := Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return nil, err
 	}
@@ -101,6 +102,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return mux
 }
+
+// Logger is the service's logger, tagged with its instance name.
+func (s *Service) Logger() *slog.Logger { return s.log }
 
 // Pool is the service's database pool (for tests and tools).
 func (s *Service) Pool() *pgxpool.Pool { return s.pool }
