@@ -8,7 +8,9 @@ MODULES := . integration
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 
-.PHONY: test services lint demo
+SOAK_DURATION ?= 60s
+
+.PHONY: test services lint demo soak
 
 ## demo: the order service (two instances) on local PostgreSQL and Redis, a burst of duplicates.
 demo:
@@ -20,6 +22,11 @@ test: services lint
 		echo "== go test -race ($$m)"; \
 		(cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
 	done
+	@$(MAKE) --no-print-directory soak SOAK_DURATION=30s
+
+## soak: mixed hostile workload against two in-process order services, then the checker.
+soak: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 32
 
 ## services: make PostgreSQL and Redis reachable and record their URLs in .services.env.
 services:

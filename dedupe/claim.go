@@ -142,6 +142,11 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 			return nil, ErrIncomplete
 		}
 		resp := &Response{Status: int(*row.status), Body: row.body}
+		if d.opts.BodyCodec != nil {
+			if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
+				return nil, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
+			}
+		}
 		if row.headers != nil {
 			if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
 				return nil, fmt.Errorf("dedupe: decode stored headers: %w", err)

@@ -70,6 +70,10 @@ type Options struct {
 	// default 1 MiB. A larger response fails with ErrResponseTooLarge and rolls back.
 	MaxResponseBytes int
 
+	// BodyCodec, when set, transforms stored response bodies (see NewAESGCM). Responses
+	// returned to the caller are always the plain bodies.
+	BodyCodec BodyCodec
+
 	// TxOptions are used for the transactions Do opens (isolation level, access mode).
 	// The default is the server's default, normally READ COMMITTED.
 	TxOptions pgx.TxOptions
@@ -306,13 +310,19 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 		return Result{}, err
 	}
 	if !tx.pipelined {
-		if _, err := tx.Exec(ctx, d.q.store, d.storeArgs(req, resp)...); err != nil {
+		args, err := d.storeArgs(req, resp)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := tx.Exec(ctx, d.q.store, args...); err != nil {
 			return Result{}, err
 		}
 		return Result{Response: resp}, tx.Commit(ctx)
 	}
 	b := &pgx.Batch{}
-	d.queueStore(b, req, resp)
+	if err := d.queueStore(b, req, resp); err != nil {
+		return Result{}, err
+	}
 	b.Queue(sqlCommit)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return Result{}, err
@@ -355,7 +365,9 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		return Result{}, err
 	}
 	b := &pgx.Batch{}
-	d.queueStore(b, req, resp)
+	if err := d.queueStore(b, req, resp); err != nil {
+		return Result{}, err
+	}
 	b.Queue(sqlReleaseSavepoint)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return Result{}, err
@@ -398,25 +410,36 @@ func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
 	return nil
 }
 
-func (d *Deduper) storeArgs(req Request, resp Response) []any {
+func (d *Deduper) storeArgs(req Request, resp Response) ([]any, error) {
 	var headers any // SQL NULL when there are none
 	if len(resp.Header) > 0 {
 		headers = resp.Header
 	}
 	body := resp.Body
+	if d.opts.BodyCodec != nil {
+		var err error
+		if body, err = d.opts.BodyCodec.Seal(req.Scope, req.Key, body); err != nil {
+			return nil, fmt.Errorf("%w: seal: %w", ErrBodyCodec, err)
+		}
+	}
 	if body == nil {
 		body = []byte{}
 	}
-	return []any{req.Scope, req.Key, int32(resp.Status), headers, body}
+	return []any{req.Scope, req.Key, int32(resp.Status), headers, body}, nil
 }
 
-func (d *Deduper) queueStore(b *pgx.Batch, req Request, resp Response) {
-	b.Queue(d.q.store, d.storeArgs(req, resp)...).Exec(func(tag pgconn.CommandTag) error {
+func (d *Deduper) queueStore(b *pgx.Batch, req Request, resp Response) error {
+	args, err := d.storeArgs(req, resp)
+	if err != nil {
+		return err
+	}
+	b.Queue(d.q.store, args...).Exec(func(tag pgconn.CommandTag) error {
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("dedupe: claimed row vanished before its response was stored")
 		}
 		return nil
 	})
+	return nil
 }
 
 // cleanupTimeout bounds a rollback issued after the caller's context was cancelled.

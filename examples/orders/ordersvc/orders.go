@@ -74,6 +74,9 @@ func (s *Service) createOrder(w http.ResponseWriter, r *http.Request) {
 	key, _ := dedupehttp.ParseKey(r.Header)
 
 	order, err := placeOrder(ctx, tx, in, key)
+	if err == nil && s.after != nil {
+		err = s.after(ctx, r, tx, order)
+	}
 	switch {
 	case errors.Is(err, errUnknownSKU):
 		problem(w, http.StatusUnprocessableEntity, ProblemUnknownSKU, "Unknown product", fmt.Sprintf("No product with sku %q.", in.SKU))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgonce/pgonce/dedupe"
@@ -31,6 +32,11 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxConns caps the database pool; default 16.
 	MaxConns int32
+	// AfterOrder, when set, runs inside the order's transaction after the order row and the
+	// stock change are written. An error answers 500 and rolls everything back (the key stays
+	// free). Use it for work that must commit with the order, such as an outbox event; the
+	// soak test uses it to inject failures.
+	AfterOrder func(ctx context.Context, r *http.Request, tx pgx.Tx, o Order) error
 }
 
 // Service is the order service: its HTTP API and its background jobs.
@@ -40,6 +46,7 @@ type Service struct {
 	mw       *dedupehttp.Middleware
 	log      *slog.Logger
 	instance string
+	after    func(context.Context, *http.Request, pgx.Tx, Order) error
 	closers  []func()
 }
 
@@ -51,6 +58,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		log:      cmp.Or(cfg.Logger, slog.New(slog.NewJSONHandler(os.Stderr, nil))),
 		instance: cmp.Or(cfg.Instance, defaultInstance()),
+		after:    cfg.AfterOrder,
 	}
 	s.log = s.log.With("instance", s.instance)
 	if err := Migrate(ctx, cfg.DatabaseURL); err != nil {
