@@ -10,7 +10,7 @@ WITH_SERVICES := set -a && . ./.services.env && set +a
 
 SOAK_DURATION ?= 60s
 
-.PHONY: test services lint demo soak
+.PHONY: test services lint demo soak fuzz
 
 ## demo: the order service (two instances) on local PostgreSQL and Redis, a burst of duplicates.
 demo:
@@ -22,7 +22,18 @@ test: services lint
 		echo "== go test -race ($$m)"; \
 		(cd $$m && $(GO) test -race -count=1 -timeout 10m ./...) || exit 1; \
 	done
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=30s
+
+FUZZTIME ?= 60s
+FUZZ_TARGETS := ./dedupe:FuzzFingerprint ./dedupe/dedupehttp:FuzzParseKey ./dedupe/dedupehttp:FuzzMiddleware
+
+## fuzz: run each fuzz target for FUZZTIME (seed corpora live in testdata/fuzz).
+fuzz: services
+	@$(WITH_SERVICES) && for t in $(FUZZ_TARGETS); do \
+		echo "== go test -fuzz $${t#*:} -fuzztime $(FUZZTIME) $${t%%:*}"; \
+		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 ## soak: mixed hostile workload against two in-process order services, then the checker.
 soak: services

@@ -41,7 +41,7 @@ func (s *orderService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	var id int64
-	if err := tx.QueryRow(r.Context(), `INSERT INTO orders (body) VALUES ($1) RETURNING id`, string(body)).Scan(&id); err != nil {
+	if err := tx.QueryRow(r.Context(), `INSERT INTO orders (body) VALUES ($1) RETURNING id`, body).Scan(&id); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -69,10 +69,10 @@ type fixture struct {
 	svc  *orderService
 }
 
-func newFixture(t *testing.T, cfg dedupehttp.Config) *fixture {
+func newFixture(t testing.TB, cfg dedupehttp.Config) *fixture {
 	t.Helper()
 	db := pgtest.New(t, pgtest.URL(t), &pgtest.Options{MaxConns: 16})
-	_, err := db.Pool.Exec(context.Background(), `CREATE TABLE orders (id bigserial PRIMARY KEY, body text NOT NULL)`)
+	_, err := db.Pool.Exec(context.Background(), `CREATE TABLE orders (id bigserial PRIMARY KEY, body bytea NOT NULL)`)
 	require.NoError(t, err)
 	cfg.DB = db.Pool
 	mw, err := dedupehttp.New(cfg)
@@ -97,7 +97,7 @@ func (f *fixture) do(method, path, key, body string, hdr ...string) *httptest.Re
 	return w
 }
 
-func (f *fixture) orders(t *testing.T) int {
+func (f *fixture) orders(t testing.TB) int {
 	var n int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&n))
 	return n
