@@ -69,9 +69,12 @@ WHERE ctid = ANY(ARRAY(
 // a transaction-local custom setting and put back after it, so a bounded wait for the key
 // never shortens the lock waits of the caller's own statements.
 const (
-	sqlSavepoint          = "SAVEPOINT pgonce_dedupe"
-	sqlReleaseSavepoint   = "RELEASE SAVEPOINT pgonce_dedupe"
-	sqlRollbackSavepoint  = "ROLLBACK TO SAVEPOINT pgonce_dedupe"
+	sqlSavepoint        = "SAVEPOINT pgonce_dedupe"
+	sqlReleaseSavepoint = "RELEASE SAVEPOINT pgonce_dedupe"
+	// sqlUndoSavepoint goes as one simple-protocol query (Exec without arguments): in an
+	// aborted transaction PostgreSQL refuses to even parse RELEASE, so a pipelined batch, whose
+	// statements pgx prepares first on a fresh connection, could not undo it.
+	sqlUndoSavepoint      = "ROLLBACK TO SAVEPOINT pgonce_dedupe; RELEASE SAVEPOINT pgonce_dedupe"
 	sqlSetLockTimeout     = "SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
 	sqlRestoreLockTimeout = "SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
 	sqlCommit             = "COMMIT"

@@ -352,7 +352,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 	if stored != nil {
 		// Nothing was written; rolling back to the savepoint also restores lock_timeout.
 		undo = false
-		if err := execBatch(ctx, tx, sqlRollbackSavepoint, sqlReleaseSavepoint); err != nil {
+		if _, err := tx.Exec(ctx, sqlUndoSavepoint); err != nil {
 			return Result{}, err
 		}
 		return Result{Response: *stored, Replayed: true}, nil
@@ -380,15 +380,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 func undoSavepoint(ctx context.Context, tx pgx.Tx) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	_ = execBatch(ctx, tx, sqlRollbackSavepoint, sqlReleaseSavepoint)
-}
-
-func execBatch(ctx context.Context, tx pgx.Tx, sqls ...string) error {
-	b := &pgx.Batch{}
-	for _, s := range sqls {
-		b.Queue(s)
-	}
-	return tx.SendBatch(ctx, b).Close()
+	_, _ = tx.Exec(ctx, sqlUndoSavepoint)
 }
 
 // checkAfterFn refuses to store a response when fn broke the transaction or returned a

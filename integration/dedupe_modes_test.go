@@ -236,3 +236,34 @@ func TestResponseLimitsAndShape(t *testing.T) {
 		assert.Equal(t, first.Response.Status, again.Response.Status)
 	}
 }
+
+// On a connection that has never run Do's statements, a failed function in a joined
+// transaction must still be undone (regression: the undo was a batch whose RELEASE PostgreSQL
+// refused to parse in the aborted transaction).
+func TestJoinedUndoOnFreshConnection(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	for name, fail := range map[string]func(context.Context, pgx.Tx) (dedupe.Response, error){
+		"statement error": func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			_, err := tx.Exec(ctx, `SELECT 1/0`)
+			return dedupe.Response{}, err
+		},
+		"returned error": func(context.Context, pgx.Tx) (dedupe.Response, error) {
+			return dedupe.Response{}, errors.New("refused")
+		},
+	} {
+		conn, err := pgx.Connect(ctx, db.URL) // fresh: empty statement cache
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(ctx) })
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = dedupe.New(nil).Do(ctx, tx, dedupe.Request{Scope: "fresh", Key: name}, fail)
+		require.Error(t, err, name)
+		var one int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT 1`).Scan(&one), "%s: the caller's transaction is usable", name)
+		require.NoError(t, tx.Commit(ctx))
+		require.NoError(t, conn.Close(ctx))
+	}
+	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys`))
+}
