@@ -1,0 +1,60 @@
+package optimistic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgonce/pgonce/internal/backoff"
+)
+
+// RetryOptions bounds Retry. A nil *RetryOptions means the defaults.
+type RetryOptions struct {
+	// MaxAttempts bounds the attempts; default 10.
+	MaxAttempts int
+	// BaseDelay and MaxDelay space the attempts with jittered exponential backoff; defaults
+	// 1ms and 100ms. Jitter keeps writers who lost together from colliding again together.
+	BaseDelay, MaxDelay time.Duration
+}
+
+// ErrExhausted wraps the last stale error when Retry runs out of attempts.
+var ErrExhausted = errors.New("optimistic: gave up retrying")
+
+// Retry runs attempt until it returns nil or an error that is not ErrStale, at most
+// MaxAttempts times, and reports how many attempts it made. attempt must read the row afresh
+// each time and apply the change to what it read (see the package example): rerunning it is
+// what makes the update correct. Between attempts Retry waits with jitter; it stops when ctx
+// is done. After the last attempt the error wraps both ErrExhausted and ErrStale.
+func Retry(ctx context.Context, opts *RetryOptions, attempt func(ctx context.Context) error) (attempts int, err error) {
+	if attempt == nil {
+		return 0, fmt.Errorf("%w: nil attempt function", ErrInvalid)
+	}
+	o := RetryOptions{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 100 * time.Millisecond}
+	if opts != nil {
+		if opts.MaxAttempts > 0 {
+			o.MaxAttempts = opts.MaxAttempts
+		}
+		if opts.BaseDelay > 0 {
+			o.BaseDelay = opts.BaseDelay
+		}
+		if opts.MaxDelay > 0 {
+			o.MaxDelay = opts.MaxDelay
+		}
+	}
+	for attempts = 1; ; attempts++ {
+		if err := ctx.Err(); err != nil {
+			return attempts - 1, err
+		}
+		err = attempt(ctx)
+		if err == nil || !errors.Is(err, ErrStale) {
+			return attempts, err
+		}
+		if attempts >= o.MaxAttempts {
+			return attempts, fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempts, err)
+		}
+		if serr := backoff.Sleep(ctx, backoff.Delay(attempts, o.BaseDelay, o.MaxDelay)); serr != nil {
+			return attempts, serr
+		}
+	}
+}
