@@ -112,10 +112,71 @@ if ! redis_up "$REDIS_PORT"; then
 	redis_up "$REDIS_PORT" || die "Redis did not answer on port $REDIS_PORT"
 fi
 
-log "ready: PostgreSQL $PG_VERSION on $PG_PORT, Redis on $REDIS_PORT"
+# --- Redis Cluster ---------------------------------------------------------------------------
+# Three masters on loopback for the cluster tests (redisguard): cluster-enabled, no persistence.
+# Each node keeps its cluster configuration (nodes.conf) under /var/lib/dedupe-redis, so nodes
+# restarted after a reboot rejoin the cluster they formed; the cluster is created only when it
+# is not formed yet, and rebuilt (its nodes are empty test servers) only when it is broken.
+CLUSTER_PORTS=(7000 7001 7002)
+cluster_addrs() { local p out=(); for p in "${CLUSTER_PORTS[@]}"; do out+=("127.0.0.1:$p"); done; echo "${out[@]}"; }
+cluster_info() { redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r'; }
+cluster_ok() {
+	local p
+	for p in "${CLUSTER_PORTS[@]}"; do
+		cluster_info "$p" | grep -qx 'cluster_state:ok' || return 1
+		[ "$(cluster_info "$p" | sed -n 's/^cluster_known_nodes://p')" = "${#CLUSTER_PORTS[@]}" ] || return 1
+	done
+}
+cluster_fresh() {
+	local p
+	for p in "${CLUSTER_PORTS[@]}"; do
+		[ "$(cluster_info "$p" | sed -n 's/^cluster_known_nodes://p')" = 1 ] || return 1
+		[ "$(cluster_info "$p" | sed -n 's/^cluster_slots_assigned://p')" = 0 ] || return 1
+	done
+}
+wait_cluster_ok() {
+	for _ in $(seq 1 "$1"); do
+		cluster_ok && return 0
+		sleep 0.2
+	done
+	return 1
+}
+for port in "${CLUSTER_PORTS[@]}"; do
+	redis_up "$port" && continue
+	log "starting Redis Cluster node on port $port"
+	dir=/var/lib/dedupe-redis/cluster-$port
+	mkdir -p "$dir"
+	redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+		--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+		--save '' --appendonly no --dir "$dir" --logfile "$dir/redis.log" >&2
+	for _ in $(seq 1 50); do
+		redis_up "$port" && break
+		sleep 0.1
+	done
+	redis_up "$port" || die "Redis Cluster node did not answer on port $port (see $dir/redis.log)"
+done
+if ! cluster_ok; then
+	# Nodes that formed the cluster before and were just restarted need a moment to meet again.
+	cluster_fresh || wait_cluster_ok 50 || {
+		log "Redis Cluster on ${CLUSTER_PORTS[*]} is broken; resetting its (test-only) nodes"
+		for port in "${CLUSTER_PORTS[@]}"; do
+			redis-cli -p "$port" flushall >/dev/null
+			redis-cli -p "$port" cluster reset hard >/dev/null
+		done
+	}
+	if cluster_fresh; then
+		log "creating Redis Cluster on $(cluster_addrs)"
+		# shellcheck disable=SC2046
+		redis-cli --cluster create $(cluster_addrs) --cluster-replicas 0 --cluster-yes >&2
+	fi
+	wait_cluster_ok 100 || die "Redis Cluster on ${CLUSTER_PORTS[*]} did not reach cluster_state:ok"
+fi
+
+log "ready: PostgreSQL $PG_VERSION on $PG_PORT, Redis on $REDIS_PORT, Redis Cluster on ${CLUSTER_PORTS[*]}"
 cat <<ENV
 export DEDUPE_TEST_DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_TEST_DB?sslmode=disable'
 export DEDUPE_TEST_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'
 export DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DEMO_DB?sslmode=disable'
 export REDIS_URL='redis://127.0.0.1:$REDIS_PORT/1'
+export DEDUPE_TEST_REDIS_CLUSTER_ADDRS='$(cluster_addrs | tr ' ' ',')'
 ENV

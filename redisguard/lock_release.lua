@@ -1,0 +1,9 @@
+-- Compare and delete: ends one (re-)entry of the owner's hold; the last one deletes the lock.
+-- KEYS[1] lock hash; ARGV[1] owner token. Returns 1 released, 0 not ours (nothing changed).
+if redis.call('HGET', KEYS[1], 'o') ~= ARGV[1] then
+	return 0
+end
+if redis.call('HINCRBY', KEYS[1], 'n', -1) <= 0 then
+	redis.call('DEL', KEYS[1])
+end
+return 1
