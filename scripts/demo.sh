@@ -30,7 +30,7 @@ for port in "${ports[@]}"; do
 	pids+=($!)
 	targets+="${targets:+,}http://127.0.0.1:$port"
 done
-echo "demo: two instances on ${ports[*]}, product $sku with $stock units; sending the burst" >&2
+echo "demo: two instances on ${ports[*]} (Redis guard in front: ${REDIS_URL:+yes}${REDIS_URL:-no}), product $sku with $stock units; sending the burst" >&2
 
 status=0
 "$bin" burst -targets "$targets" -sku "$sku" -stock "$stock" -keys 100 -sends 5 -mismatches 5 || status=$?

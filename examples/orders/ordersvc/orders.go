@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/dedupe/dedupehttp"
+	"github.com/pgonce/pgonce/pessimistic"
 )
 
 // Problem types of the service's own refusals (RFC 9457). Like every 4xx answer to
@@ -112,8 +113,8 @@ func (e *outOfStockError) Error() string {
 // transaction commits, so the stock check and the decrement cannot be interleaved.
 func placeOrder(ctx context.Context, tx pgx.Tx, in OrderRequest, key string) (Order, error) {
 	var stock int
-	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku = $1 FOR UPDATE`, in.SKU).Scan(&stock)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := pessimistic.Lock{}.Row(ctx, tx, pgx.Identifier{"products"}, "sku", in.SKU, []string{"stock"}, &stock)
+	if errors.Is(err, pessimistic.ErrNotFound) {
 		return Order{}, errUnknownSKU
 	}
 	if err != nil {

@@ -49,5 +49,13 @@ func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
 		status["postgres"] = err.Error()
 		code = http.StatusServiceUnavailable
 	}
+	if s.redis != nil {
+		// Redis is advisory: when it is down the service still answers through PostgreSQL,
+		// so report it without failing the check.
+		status["redis"] = "ok"
+		if err := s.redis.Ping(ctx).Err(); err != nil {
+			status["redis"] = "unavailable (serving through PostgreSQL): " + err.Error()
+		}
+	}
 	writeJSON(w, code, status)
 }

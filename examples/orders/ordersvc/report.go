@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/pessimistic"
 )
 
 // ReportResult says what one RunReport call did.
@@ -31,7 +32,7 @@ func (r ReportResult) String() string {
 
 // RunReport builds the report for day (UTC) and sends each customer who ordered that day one
 // summary. Any number of instances may call it at once for the same day: exactly one builds
-// the report (run-once: a try-lock while building, a dedupe row once built), and the summary
+// the report (pessimistic.RunOnce: a try-lock while building, a dedupe row once built), and the summary
 // step is exactly-once per (customer, day) through its own dedupe key, so it is safe to run
 // again after a crash part-way.
 func (s *Service) RunReport(ctx context.Context, day time.Time) (ReportResult, error) {
@@ -97,22 +98,19 @@ func (s *Service) sendSummaries(ctx context.Context, day time.Time) (int, error)
 	return sent, nil
 }
 
-// runOnce runs job for period at most once across all instances.
+// runOnce runs job for period at most once across all instances (pessimistic.RunOnce) and
+// names the outcome.
 func (s *Service) runOnce(ctx context.Context, job, period string, fn func(context.Context, pgx.Tx) error) (string, error) {
-	outcome := "built"
-	res, err := s.dedupe.Do(ctx, s.pool, dedupe.Request{Scope: "job:" + job, Key: period, TTL: 365 * 24 * time.Hour},
-		func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-			return dedupe.Response{Status: 200}, fn(ctx, tx)
-		})
+	err := pessimistic.RunOnce(ctx, s.pool, job, period, &pessimistic.RunOnceOptions{Deduper: s.dedupe}, fn)
 	switch {
-	case errors.Is(err, dedupe.ErrInProgress):
+	case err == nil:
+		return "built", nil
+	case errors.Is(err, pessimistic.ErrTaken):
 		return "taken", nil
-	case err != nil:
-		return "", err
-	case res.Replayed:
-		outcome = "already built"
+	case errors.Is(err, pessimistic.ErrAlreadyRan):
+		return "already built", nil
 	}
-	return outcome, nil
+	return "", err
 }
 
 // StartBackground runs the periodic jobs until ctx ends or the returned stop function is

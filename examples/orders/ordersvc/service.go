@@ -12,9 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/dedupe/dedupehttp"
+	"github.com/pgonce/pgonce/redisguard"
 )
 
 // Config configures the service. DatabaseURL is required.
@@ -23,6 +25,8 @@ type Config struct {
 	DatabaseURL string
 	// RedisURL, when set, puts the Redis guard in front of PostgreSQL (env REDIS_URL).
 	RedisURL string
+	// RedisPrefix starts the service's Redis keys; default "orders:".
+	RedisPrefix string
 	// Instance names this process in logs and in the reports it builds; default host:pid.
 	Instance string
 	// LockWait bounds how long a request waits for a concurrent request with the same key
@@ -42,6 +46,7 @@ type Config struct {
 // Service is the order service: its HTTP API and its background jobs.
 type Service struct {
 	pool     *pgxpool.Pool
+	redis    *redis.Client // nil without REDIS_URL
 	dedupe   *dedupe.Deduper
 	mw       *dedupehttp.Middleware
 	log      *slog.Logger
@@ -75,6 +80,28 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	s.closers = append(s.closers, s.pool.Close)
 	s.dedupe = dedupe.New(&dedupe.Options{LockWait: cmp.Or(cfg.LockWait, 5*time.Second)})
 	var runner dedupehttp.Runner = s.dedupe
+	if cfg.RedisURL != "" {
+		ropts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("ordersvc: REDIS_URL: %w", err)
+		}
+		// The guard bounds each Redis call through the context; go-redis honours context
+		// deadlines only with this set.
+		ropts.ContextTimeoutEnabled = true
+		s.redis = redis.NewClient(ropts)
+		s.closers = append(s.closers, func() { _ = s.redis.Close() })
+		// Redis in front: duplicates of a request in flight get 409 at once, committed
+		// responses replay from Redis without touching PostgreSQL, and when Redis is slow
+		// or down requests go straight to PostgreSQL, whose unique index stays the authority.
+		guard := redisguard.NewGuard(s.redis, &redisguard.GuardOptions{
+			Prefix: cmp.Or(cfg.RedisPrefix, "orders:"),
+			OnError: func(ctx context.Context, op string, err error) {
+				s.log.WarnContext(ctx, "redis unavailable, serving through PostgreSQL", "op", op, "error", err)
+			},
+		})
+		runner = guard.Wrap(s.dedupe)
+	}
 	s.mw, err = dedupehttp.New(dedupehttp.Config{
 		DB:     s.pool,
 		Runner: runner,
