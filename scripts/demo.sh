@@ -30,7 +30,9 @@ for port in "${ports[@]}"; do
 	pids+=($!)
 	targets+="${targets:+,}http://127.0.0.1:$port"
 done
-echo "demo: two instances on ${ports[*]} (Redis guard in front: ${REDIS_URL:+yes}${REDIS_URL:-no}), product $sku with $stock units; sending the burst" >&2
+guard=no
+[ -n "${REDIS_URL:-}" ] && guard=yes
+echo "demo: two instances on ${ports[*]} (Redis guard in front: $guard), product $sku with $stock units; sending the burst" >&2
 
 status=0
 "$bin" burst -targets "$targets" -sku "$sku" -stock "$stock" -keys 100 -sends 5 -mismatches 5 || status=$?
