@@ -1,0 +1,10 @@
+package optimistic_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/pgonce/pgonce/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
