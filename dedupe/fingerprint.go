@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"hash"
-	"io"
 	"slices"
-	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -47,126 +44,345 @@ func writeField(h hash.Hash, b []byte) {
 	h.Write(b)
 }
 
-// canonicalJSON returns the canonical encoding of body if body is exactly one JSON value.
+// canonicalJSON returns the canonical encoding of body if body is exactly one JSON value
+// (RFC 8259, surrounded by optional whitespace) in valid UTF-8. It is a single pass over the
+// bytes: object members are canonicalised into one scratch buffer and then emitted sorted,
+// so a typical request body costs a handful of allocations. Its output equals that of the
+// encoding/json-based reference in fingerprint_ref_test.go, which a fuzz target checks.
 func canonicalJSON(body []byte) ([]byte, bool) {
 	// Invalid UTF-8 would be decoded to U+FFFD, making different bodies look equal.
-	if len(bytes.TrimSpace(body)) == 0 || !utf8.Valid(body) {
+	if !utf8.Valid(body) {
 		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var out bytes.Buffer
-	out.Grow(len(body))
-	if err := canonValue(dec, &out); err != nil {
+	p := canonParser{in: body}
+	p.skipSpace()
+	if p.i == len(p.in) {
 		return nil, false
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, false // trailing data after the value
+	out := make([]byte, 0, len(body))
+	out, ok := p.value(out, 0)
+	if p.skipSpace(); !ok || p.i != len(p.in) {
+		return nil, false
 	}
-	return out.Bytes(), true
+	return out, true
 }
 
-func canonValue(dec *json.Decoder, out *bytes.Buffer) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch v := tok.(type) {
-	case json.Delim:
-		switch v {
-		case '{':
-			return canonObject(dec, out)
-		case '[':
-			return canonArray(dec, out)
-		}
-		return errors.New("unexpected delimiter")
-	case string:
-		writeString(out, v)
-	case json.Number:
-		out.WriteString(string(v))
-	case bool:
-		if v {
-			out.WriteString("true")
-		} else {
-			out.WriteString("false")
-		}
-	case nil:
-		out.WriteString("null")
-	}
-	return nil
+// maxDepth bounds nesting, so hostile bodies cannot drive the recursion deep; a body nested
+// deeper is hashed as bytes. (The encoding/json Token API this replaced had no limit.)
+const maxDepth = 10000
+
+type canonParser struct {
+	in []byte
+	i  int
 }
 
-func canonObject(dec *json.Decoder, out *bytes.Buffer) error {
-	type member struct {
-		key   string
-		value []byte
+func (p *canonParser) skipSpace() {
+	for p.i < len(p.in) {
+		switch p.in[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// value appends the canonical form of the value at p.i to out.
+func (p *canonParser) value(out []byte, depth int) ([]byte, bool) {
+	if p.i >= len(p.in) || depth > maxDepth {
+		return out, false
+	}
+	switch c := p.in[p.i]; {
+	case c == '{':
+		return p.object(out, depth+1)
+	case c == '[':
+		return p.array(out, depth+1)
+	case c == '"':
+		return p.str(out)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number(out)
+	case c == 't':
+		return p.literal(out, "true")
+	case c == 'f':
+		return p.literal(out, "false")
+	case c == 'n':
+		return p.literal(out, "null")
+	}
+	return out, false
+}
+
+func (p *canonParser) literal(out []byte, lit string) ([]byte, bool) {
+	if len(p.in)-p.i < len(lit) || string(p.in[p.i:p.i+len(lit)]) != lit {
+		return out, false
+	}
+	p.i += len(lit)
+	return append(out, lit...), true
+}
+
+// number validates the JSON number grammar and copies the number as written.
+func (p *canonParser) number(out []byte) ([]byte, bool) {
+	start := p.i
+	if p.in[p.i] == '-' {
+		p.i++
+	}
+	digits := func() int {
+		n := 0
+		for p.i < len(p.in) && p.in[p.i] >= '0' && p.in[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
+	}
+	if p.i < len(p.in) && p.in[p.i] == '0' {
+		p.i++
+	} else if digits() == 0 {
+		return out, false
+	}
+	if p.i < len(p.in) && p.in[p.i] == '.' {
+		p.i++
+		if digits() == 0 {
+			return out, false
+		}
+	}
+	if p.i < len(p.in) && (p.in[p.i] == 'e' || p.in[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.in) && (p.in[p.i] == '+' || p.in[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return out, false
+		}
+	}
+	return append(out, p.in[start:p.i]...), true
+}
+
+// str decodes the string at p.i and appends it re-escaped canonically (writeString's rule).
+func (p *canonParser) str(out []byte) ([]byte, bool) {
+	decoded, ok := p.decodeString(nil)
+	if !ok {
+		return out, false
+	}
+	return appendString(out, decoded), true
+}
+
+// decodeString decodes the JSON string at p.i. When it has no escapes, the result aliases the
+// input (no copy); otherwise it is appended to buf.
+func (p *canonParser) decodeString(buf []byte) ([]byte, bool) {
+	p.i++ // opening quote
+	start := p.i
+	for p.i < len(p.in) {
+		c := p.in[p.i]
+		if c == '"' {
+			s := p.in[start:p.i]
+			p.i++
+			return s, true
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			return nil, false
+		}
+		p.i++
+	}
+	buf = append(buf, p.in[start:p.i]...)
+	for p.i < len(p.in) {
+		c := p.in[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return buf, true
+		case c < 0x20:
+			return nil, false
+		case c != '\\':
+			buf = append(buf, c)
+			p.i++
+			continue
+		}
+		p.i++ // backslash
+		if p.i >= len(p.in) {
+			return nil, false
+		}
+		e := p.in[p.i]
+		p.i++
+		switch e {
+		case '"', '\\', '/':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			r, ok := p.hex4()
+			if !ok {
+				return nil, false
+			}
+			if utf16.IsSurrogate(r) {
+				// A valid pair decodes to one rune; a lone surrogate to U+FFFD, as
+				// encoding/json does.
+				r2 := rune(-1)
+				if p.i+1 < len(p.in) && p.in[p.i] == '\\' && p.in[p.i+1] == 'u' {
+					save := p.i
+					p.i += 2
+					var ok2 bool
+					if r2, ok2 = p.hex4(); !ok2 {
+						return nil, false
+					}
+					if utf16.DecodeRune(r, r2) == utf8.RuneError {
+						p.i = save // not a pair: the second escape is decoded on its own
+						r2 = -1
+					}
+				}
+				if r2 >= 0 {
+					r = utf16.DecodeRune(r, r2)
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (p *canonParser) hex4() (rune, bool) {
+	if len(p.in)-p.i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range p.in[p.i : p.i+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	p.i += 4
+	return r, true
+}
+
+func (p *canonParser) array(out []byte, depth int) ([]byte, bool) {
+	p.i++ // [
+	out = append(out, '[')
+	p.skipSpace()
+	if p.i < len(p.in) && p.in[p.i] == ']' {
+		p.i++
+		return append(out, ']'), true
+	}
+	for {
+		p.skipSpace()
+		var ok bool
+		if out, ok = p.value(out, depth); !ok {
+			return out, false
+		}
+		p.skipSpace()
+		if p.i >= len(p.in) {
+			return out, false
+		}
+		switch p.in[p.i] {
+		case ',':
+			p.i++
+			out = append(out, ',')
+		case ']':
+			p.i++
+			return append(out, ']'), true
+		default:
+			return out, false
+		}
+	}
+}
+
+// member is one object member: its decoded name and the span of its canonical value in the
+// object's scratch buffer.
+type member struct {
+	name       []byte
+	start, end int
+}
+
+func (p *canonParser) object(out []byte, depth int) ([]byte, bool) {
+	p.i++ // {
+	p.skipSpace()
+	if p.i < len(p.in) && p.in[p.i] == '}' {
+		p.i++
+		return append(out, '{', '}'), true
 	}
 	var members []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
+	var scratch []byte // canonical values, back to back
+	for {
+		p.skipSpace()
+		if p.i >= len(p.in) || p.in[p.i] != '"' {
+			return out, false
 		}
-		key, ok := tok.(string)
+		name, ok := p.decodeString(nil)
 		if !ok {
-			return errors.New("object key is not a string")
+			return out, false
 		}
-		var val bytes.Buffer
-		if err := canonValue(dec, &val); err != nil {
-			return err
+		p.skipSpace()
+		if p.i >= len(p.in) || p.in[p.i] != ':' {
+			return out, false
 		}
-		members = append(members, member{key, val.Bytes()})
+		p.i++
+		p.skipSpace()
+		start := len(scratch)
+		if scratch, ok = p.value(scratch, depth); !ok {
+			return out, false
+		}
+		members = append(members, member{name: name, start: start, end: len(scratch)})
+		p.skipSpace()
+		if p.i >= len(p.in) {
+			return out, false
+		}
+		if p.in[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.in[p.i] != '}' {
+			return out, false
+		}
+		p.i++
+		break
 	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return err
-	}
-	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
-	out.WriteByte('{')
+	slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.name, b.name) })
+	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
-			out.WriteByte(',')
+			out = append(out, ',')
 		}
-		writeString(out, m.key)
-		out.WriteByte(':')
-		out.Write(m.value)
+		out = appendString(out, m.name)
+		out = append(out, ':')
+		out = append(out, scratch[m.start:m.end]...)
 	}
-	out.WriteByte('}')
-	return nil
+	return append(out, '}'), true
 }
 
-func canonArray(dec *json.Decoder, out *bytes.Buffer) error {
-	out.WriteByte('[')
-	for first := true; dec.More(); first = false {
-		if !first {
-			out.WriteByte(',')
-		}
-		if err := canonValue(dec, out); err != nil {
-			return err
-		}
-	}
-	out.WriteByte(']')
-	_, err := dec.Token() // ']'
-	return err
-}
-
-// writeString writes s as a JSON string with a single escaping rule: the two characters JSON
+// appendString writes s as a JSON string with a single escaping rule: the two characters JSON
 // requires (" and \) and control characters are escaped, everything else is literal UTF-8.
-func writeString(out *bytes.Buffer, s string) {
+func appendString(out, s []byte) []byte {
 	const hex = "0123456789abcdef"
-	out.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	out = append(out, '"')
+	for _, c := range s {
 		switch {
 		case c == '"' || c == '\\':
-			out.WriteByte('\\')
-			out.WriteByte(c)
+			out = append(out, '\\', c)
 		case c < 0x20:
-			out.WriteString(`\u00`)
-			out.WriteByte(hex[c>>4])
-			out.WriteByte(hex[c&0xf])
+			out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		default:
-			out.WriteByte(c)
+			out = append(out, c)
 		}
 	}
-	out.WriteByte('"')
+	return append(out, '"')
 }
