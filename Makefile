@@ -10,7 +10,7 @@ WITH_SERVICES := set -a && . ./.services.env && set +a
 
 SOAK_DURATION ?= 60s
 
-.PHONY: test services lint demo soak fuzz
+.PHONY: test services lint demo soak fuzz bench
 
 ## demo: the order service (two instances) on local PostgreSQL and Redis, a burst of duplicates.
 demo:
@@ -51,3 +51,8 @@ lint:
 		echo "== go vet, staticcheck ($$m)"; \
 		(cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
 	done
+
+## bench: the comparison table in README.md (integration/cmd/benchtable), about 5 minutes.
+## For benchstat: cd integration && go test -run XXX -bench Compare -benchmem -count 6 ./bench
+bench: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable
