@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -234,11 +235,11 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 		return ok
 	}
 	blocked := func() bool {
-		err := pessimistic.TryWithSessionLock(ctx, db.Pool, key, func(context.Context, *pgxpool.Conn) error { return nil })
+		err := pessimistic.TryWithSessionLock(ctx, db.Pool, key, func(context.Context, *pgx.Conn) error { return nil })
 		return errors.Is(err, pessimistic.ErrNotLocked)
 	}
 
-	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgxpool.Conn) error {
+	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
 		assert.False(t, free(), "held while fn runs")
 		assert.True(t, blocked(), "TryWithSessionLock from the pool is turned away")
 		_, err := conn.Exec(ctx, `SELECT 1`) // work on the holding connection, outside any transaction
@@ -248,12 +249,12 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 	assert.True(t, free(), "released after return")
 
 	assert.PanicsWithValue(t, "job bug", func() {
-		_ = pessimistic.WithSessionLock(ctx, db.Pool, key, func(context.Context, *pgxpool.Conn) error { panic("job bug") })
+		_ = pessimistic.WithSessionLock(ctx, db.Pool, key, func(context.Context, *pgx.Conn) error { panic("job bug") })
 	})
 	assert.True(t, free(), "released after a panic")
 
 	cctx, cancel := context.WithCancel(ctx)
-	err = pessimistic.WithSessionLock(cctx, db.Pool, key, func(ctx context.Context, _ *pgxpool.Conn) error {
+	err = pessimistic.WithSessionLock(cctx, db.Pool, key, func(ctx context.Context, _ *pgx.Conn) error {
 		cancel()
 		<-ctx.Done()
 		return ctx.Err()
@@ -263,7 +264,7 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 	assert.Zero(t, db.Pool.Stat().AcquiredConns(), "every connection went back")
 
 	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, db.Pool, key, nil), pessimistic.ErrNilFunc)
-	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, nil, key, func(context.Context, *pgxpool.Conn) error { return nil }), pessimistic.ErrNilDB)
+	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, nil, key, func(context.Context, *pgx.Conn) error { return nil }), pessimistic.ErrNilDB)
 }
 
 // 8 goroutines start the same job for the same period: exactly one runs it; later calls learn
@@ -417,4 +418,385 @@ func TestPessimisticIdentifiersAndBadInput(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pessimistic.RetryTx(ctx, db.Pool, nil, nil)
 	assert.ErrorIs(t, err, pessimistic.ErrNilFunc)
+}
+
+// RowWhere locks a row by a composite key; a locked row refuses NoWait, and an empty
+// condition is refused before any SQL.
+func TestPessimisticRowWhereCompositeKey(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE seats (show int, "seat no" text, holder text, PRIMARY KEY (show, "seat no"));
+		INSERT INTO seats VALUES (1, 'A1', ''), (1, 'A2', '')`)
+	require.NoError(t, err)
+	seat := func(no string) []pessimistic.Eq {
+		return []pessimistic.Eq{{Column: "show", Value: 1}, {Column: "seat no", Value: no}}
+	}
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer holder.Rollback(ctx)
+	var who string
+	require.NoError(t, (pessimistic.Lock{}).RowWhere(ctx, holder, pgx.Identifier{"seats"}, seat("A1"), []string{"holder"}, &who))
+
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		err := (pessimistic.Lock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A1"), nil)
+		assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "A1 is held")
+		// The other seat of the same show is free, and the transaction is still usable.
+		return (pessimistic.Lock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A2"), nil)
+	})
+	require.NoError(t, err)
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		return (pessimistic.Lock{}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, nil, nil)
+	})
+	assert.ErrorIs(t, err, pessimistic.ErrInvalid)
+}
+
+// A bounded wait restores the caller's own lock_timeout afterwards, whether the lock was
+// refused or granted, and its error says what it was locking.
+func TestPessimisticLockTimeoutRestoresCallerSetting(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1), ('b', 1)`)
+	require.NoError(t, err)
+	holderPID, release := holdRow(t, db.Pool, "a")
+	defer release()
+
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SET LOCAL lock_timeout = '7s'`)
+	require.NoError(t, err)
+	bound := 200 * time.Millisecond
+	began := time.Now()
+	err = pessimistic.Lock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "a", nil)
+	waited := time.Since(began)
+	require.ErrorIs(t, err, pessimistic.ErrLockNotAvailable)
+	assert.GreaterOrEqual(t, waited, bound)
+	assert.Less(t, waited, bound+2*time.Second, "gave up at its bound, not the caller's 7s")
+	assert.Contains(t, err.Error(), `"products" WHERE "sku" = a`)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	assert.Equal(t, "55P03", pgErr.Code)
+	var setting string
+	require.NoError(t, tx.QueryRow(ctx, `SHOW lock_timeout`).Scan(&setting))
+	assert.Equal(t, "7s", setting, "restored after a refusal")
+	require.NoError(t, pessimistic.Lock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "b", nil))
+	require.NoError(t, tx.QueryRow(ctx, `SHOW lock_timeout`).Scan(&setting))
+	assert.Equal(t, "7s", setting, "restored after a grant")
+	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID),
+		"nobody is left waiting on the holder")
+}
+
+// When the caller's row function fails after a guarded (NoWait or bounded) statement ran, the
+// error comes back and the transaction is still usable.
+func TestPessimisticQueryCallbackErrorKeepsTxUsable(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1), ('b', 1)`)
+	require.NoError(t, err)
+	boom := errors.New("cannot process row")
+	for name, l := range map[string]pessimistic.Lock{
+		"nowait":  {Mode: pessimistic.NoWait},
+		"timeout": {Timeout: time.Second},
+		"wait":    {},
+	} {
+		err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			err := l.Query(ctx, tx, `SELECT sku FROM products ORDER BY sku`, nil, func(pgx.Rows) error { return boom })
+			require.ErrorIs(t, err, boom, name)
+			_, err = tx.Exec(ctx, `UPDATE products SET stock = 0 WHERE sku = 'b'`)
+			return err
+		})
+		require.NoError(t, err, "%s: the transaction survived", name)
+		assert.Zero(t, count(t, db.Pool, `SELECT stock FROM products WHERE sku = 'b'`), name)
+		_, err = db.Pool.Exec(ctx, `UPDATE products SET stock = 1`)
+		require.NoError(t, err)
+	}
+}
+
+// The clause goes on a line of its own, so a trailing comment in the caller's SQL cannot
+// swallow it and silently leave the rows unlocked.
+func TestPessimisticQueryTrailingComment(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1)`)
+	require.NoError(t, err)
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	n := 0
+	require.NoError(t, (pessimistic.Lock{}).Query(ctx, tx, "SELECT sku FROM products WHERE sku = $1 -- the hot one", []any{"a"},
+		func(pgx.Rows) error { n++; return nil }))
+	assert.Equal(t, 1, n)
+	err = pgx.BeginFunc(ctx, db.Pool, func(other pgx.Tx) error {
+		return pessimistic.Lock{Mode: pessimistic.NoWait}.Row(ctx, other, productsTable, "sku", "a", nil)
+	})
+	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "the row is locked")
+}
+
+// RowWhere locks by a composite key; Lock.Of locks only the named table of a join; the
+// strengths conflict as PostgreSQL documents.
+func TestPessimisticRowWhereOfAndStrength(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL);
+		CREATE TABLE invoices (tenant text, no int, customer int NOT NULL REFERENCES customers, total int NOT NULL, PRIMARY KEY (tenant, no));
+		INSERT INTO customers VALUES (1, 'ann');
+		INSERT INTO invoices VALUES ('acme', 1, 1, 10), ('globex', 1, 1, 20)`)
+	require.NoError(t, err)
+	invoices := pgx.Identifier{"invoices"}
+	tryLock := func(l pessimistic.Lock, table string, where ...pessimistic.Eq) error {
+		return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			l.Mode = pessimistic.NoWait
+			return l.RowWhere(ctx, tx, pgx.Identifier{table}, where, nil)
+		})
+	}
+	acme := []pessimistic.Eq{{Column: "tenant", Value: "acme"}, {Column: "no", Value: 1}}
+	globex := []pessimistic.Eq{{Column: "tenant", Value: "globex"}, {Column: "no", Value: 1}}
+
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	var total int
+	require.NoError(t, (pessimistic.Lock{}).RowWhere(ctx, tx, invoices, acme, []string{"total"}, &total))
+	assert.Equal(t, 10, total)
+	assert.ErrorIs(t, tryLock(pessimistic.Lock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
+	assert.NoError(t, tryLock(pessimistic.Lock{}, "invoices", globex...), "the other tenant's row is free")
+	assert.ErrorIs(t, (pessimistic.Lock{}).RowWhere(ctx, tx, invoices, []pessimistic.Eq{{Column: "tenant", Value: "acme"}, {Column: "no", Value: 2}}, nil),
+		pessimistic.ErrNotFound)
+	require.NoError(t, tx.Rollback(ctx))
+
+	// A join: lock the invoice rows only, not the customer they point to.
+	lockJoin := func(of []string) {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx)
+		require.NoError(t, pessimistic.Lock{Of: of}.Query(ctx, tx,
+			`SELECT i.no FROM invoices i JOIN customers c ON c.id = i.customer WHERE i.tenant = 'acme'`, nil,
+			func(pgx.Rows) error { return nil }))
+		assert.ErrorIs(t, tryLock(pessimistic.Lock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable, "Of %v", of)
+		customerErr := tryLock(pessimistic.Lock{}, "customers", pessimistic.Eq{Column: "id", Value: 1})
+		if len(of) > 0 {
+			assert.NoError(t, customerErr, "Of %v leaves the customer unlocked", of)
+		} else {
+			assert.ErrorIs(t, customerErr, pessimistic.ErrLockNotAvailable, "without Of every table is locked")
+		}
+	}
+	lockJoin([]string{"i"})
+	lockJoin(nil)
+
+	// Strengths: FOR KEY SHARE does not conflict with FOR NO KEY UPDATE, FOR SHARE conflicts
+	// with FOR UPDATE.
+	tx, err = db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	require.NoError(t, pessimistic.Lock{Strength: pessimistic.ForKeyShare}.RowWhere(ctx, tx, invoices, acme, nil))
+	assert.NoError(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForNoKeyUpdate}, "invoices", acme...))
+	assert.NoError(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForShare}, "invoices", acme...))
+	assert.ErrorIs(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForUpdate}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
+}
+
+// Of 8 transactions released together to try one advisory lock, exactly one gets it.
+func TestPessimisticAdvisoryTryLockRace(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, &pgtest.Options{MaxConns: 8})
+	ctx := context.Background()
+	pgtest.Warm(t, db.Pool, 8)
+	key := pessimistic.Key("race")
+	start, tried := make(chan struct{}), make(chan struct{})
+	var triedWG, wg sync.WaitGroup
+	var winners atomic.Int64
+	triedWG.Add(8)
+	go func() { triedWG.Wait(); close(tried) }()
+	for range 8 {
+		wg.Go(func() {
+			tx, err := db.Pool.Begin(ctx)
+			if !assert.NoError(t, err) {
+				triedWG.Done()
+				return
+			}
+			defer tx.Rollback(ctx)
+			<-start
+			ok, err := pessimistic.TryXactLock(ctx, tx, key)
+			assert.NoError(t, err)
+			if ok {
+				winners.Add(1)
+			}
+			triedWG.Done()
+			<-tried // every transaction stays open until all have tried
+		})
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, int64(1), winners.Load())
+}
+
+// XactLock waits, honours lock_timeout (ErrLockNotAvailable) and ctx; the two-int form is its
+// own key space.
+func TestPessimisticAdvisoryXactLockWaits(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer holder.Rollback(ctx)
+	require.NoError(t, pessimistic.XactLock(ctx, holder, 42))
+	require.NoError(t, pessimistic.XactLock2(ctx, holder, 0, 42))
+	holderPID, err := backendPID(ctx, holder)
+	require.NoError(t, err)
+
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '100ms'`)
+		require.NoError(t, err)
+		return pessimistic.XactLock(ctx, tx, 42)
+	})
+	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable)
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '100ms'`)
+		require.NoError(t, err)
+		return pessimistic.XactLock2(ctx, tx, 0, 42)
+	})
+	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "(0, 42) is held")
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		ok, err := pessimistic.TryXactLock2(ctx, tx, 1, 42)
+		assert.True(t, ok, "(1, 42) is another key")
+		return err
+	})
+	require.NoError(t, err)
+
+	// A waiter queues on the lock and gets it when the holder commits.
+	got := make(chan error, 1)
+	go func() {
+		got <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, 42) })
+	}()
+	waitBlockedBy(t, db.Pool, holderPID, 1)
+	require.NoError(t, holder.Commit(ctx))
+	assert.NoError(t, <-got)
+	assert.ErrorIs(t, pessimistic.XactLock(ctx, nil, 1), pessimistic.ErrNilDB)
+}
+
+// A session lock whose caller gives up while waiting returns promptly, runs nothing and
+// leaves nothing held; locks fn took itself on the connection (re-entrantly too) go with it,
+// and a transaction fn left open does not keep the lock.
+func TestPessimisticSessionLockCleanup(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, &pgtest.Options{MaxConns: 4})
+	ctx := context.Background()
+	key := pessimistic.Key("session-cleanup")
+	other, err := pgx.Connect(ctx, db.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close(ctx) })
+	free := func(key int64) bool {
+		var ok bool
+		require.NoError(t, other.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok))
+		if ok {
+			_, err := other.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key)
+			require.NoError(t, err)
+		}
+		return ok
+	}
+
+	// Cancelled while waiting behind a holder.
+	holding, release := make(chan int32), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
+			holding <- int32(conn.PgConn().PID())
+			<-release
+			return nil
+		})
+	}()
+	holderPID := <-holding
+	wctx, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	ran := false
+	go func() {
+		waited <- pessimistic.WithSessionLock(wctx, db.Pool, key, func(context.Context, *pgx.Conn) error { ran = true; return nil })
+	}()
+	waitBlockedBy(t, db.Pool, holderPID, 1)
+	cancel()
+	select {
+	case err := <-waited:
+		assert.Error(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter did not give up when its context was cancelled")
+	}
+	assert.False(t, ran, "fn does not run without the lock")
+	close(release)
+	require.NoError(t, <-held)
+	assert.True(t, free(key), "nobody holds the lock afterwards")
+
+	// fn takes more session locks on its connection, one of them twice.
+	extra := pessimistic.Key("session-cleanup-extra")
+	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_lock($1), pg_advisory_lock($2)`, key, extra)
+		return err
+	})
+	require.NoError(t, err)
+	assert.True(t, free(key), "the re-entrant lock is released in full")
+	assert.True(t, free(extra), "locks fn took on the connection are released")
+
+	// fn leaves a transaction open (or failed) on the connection.
+	for _, sql := range []string{`BEGIN`, `BEGIN; SELECT 1/0`} {
+		_ = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, sql)
+			return err
+		})
+		assert.True(t, free(key), "released after fn left %q", sql)
+	}
+	assert.Zero(t, db.Pool.Stat().AcquiredConns(), "every connection went back")
+	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND a.datname = current_database() AND a.pid <> $1
+		AND a.pid IN (SELECT pid FROM pg_stat_activity WHERE application_name = current_setting('application_name'))
+		AND a.pid <> pg_backend_pid()`, other.PgConn().PID()), "no pooled connection holds an advisory lock")
+}
+
+// RetryTx: bounded attempts, ErrDeadlock on giving up, other errors at once, cancellation
+// during the backoff.
+func TestPessimisticRetryTxBounds(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	deadlock := &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}
+	calls := 0
+	n, err := pessimistic.RetryTx(ctx, db.Pool, &pessimistic.RetryOptions{MaxAttempts: 3, BaseDelay: time.Millisecond},
+		func(context.Context, pgx.Tx) error { calls++; return deadlock })
+	assert.Equal(t, 3, n)
+	assert.Equal(t, 3, calls)
+	assert.ErrorIs(t, err, pessimistic.ErrDeadlock)
+	var pgErr *pgconn.PgError
+	assert.ErrorAs(t, err, &pgErr)
+
+	calls = 0
+	n, err = pessimistic.RetryTx(ctx, db.Pool, nil, func(_ context.Context, tx pgx.Tx) error {
+		calls++
+		if calls == 1 {
+			return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE retried (attempt int)`)
+		return err
+	})
+	assert.NoError(t, err)
+	assert.Equal(t, 2, n, "a serialization failure is retried")
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM pg_class WHERE relname = 'retried' AND relnamespace = $1::regnamespace`, db.Schema),
+		"the committed attempt's work is there")
+
+	boom := errors.New("boom")
+	n, err = pessimistic.RetryTx(ctx, db.Pool, nil, func(context.Context, pgx.Tx) error { return boom })
+	assert.Equal(t, 1, n, "other errors are not retried")
+	assert.ErrorIs(t, err, boom)
+
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	n, err = pessimistic.RetryTx(cctx, db.Pool, &pessimistic.RetryOptions{BaseDelay: time.Hour, MaxDelay: time.Hour},
+		func(context.Context, pgx.Tx) error { return deadlock })
+	assert.Equal(t, 1, n)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, pessimistic.ErrDeadlock, "the last attempt's error comes with it")
+	assert.Less(t, time.Since(began), 10*time.Second)
+	_, err = pessimistic.RetryTx(ctx, (*pgxpool.Pool)(nil), nil, func(context.Context, pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, pessimistic.ErrNilDB)
 }

@@ -9,23 +9,25 @@ import (
 	"github.com/pgonce/pgonce/internal/backoff"
 )
 
-// RetryOptions bounds Retry. A nil *RetryOptions means the defaults.
+// RetryOptions bounds Retry. A nil *RetryOptions, or a non-positive field, means the default.
 type RetryOptions struct {
-	// MaxAttempts bounds the attempts; default 10.
+	// MaxAttempts bounds the attempts; default 10. Raise it for a row many writers change at
+	// once (or lock that row instead: package pessimistic).
 	MaxAttempts int
 	// BaseDelay and MaxDelay space the attempts with jittered exponential backoff; defaults
-	// 1ms and 100ms. Jitter keeps writers who lost together from colliding again together.
+	// 1ms and 100ms. The jitter keeps writers who lost together from colliding again together.
 	BaseDelay, MaxDelay time.Duration
 }
 
-// ErrExhausted wraps the last stale error when Retry runs out of attempts.
-var ErrExhausted = errors.New("optimistic: gave up retrying")
-
 // Retry runs attempt until it returns nil or an error that is not ErrStale, at most
-// MaxAttempts times, and reports how many attempts it made. attempt must read the row afresh
-// each time and apply the change to what it read (see the package example): rerunning it is
-// what makes the update correct. Between attempts Retry waits with jitter; it stops when ctx
-// is done. After the last attempt the error wraps both ErrExhausted and ErrStale.
+// MaxAttempts times, and reports how many times it called attempt. attempt must read the row
+// afresh each time and apply its change to what it read (Get, then Update with the version
+// Get returned): rerunning it is what makes the change correct.
+//
+// Between attempts Retry sleeps backoff.Delay (exponential, half of it random). It stops
+// early when ctx is done, returning ctx.Err(). After the last attempt the error wraps both
+// ErrExhausted and the last *StaleError. Any other error from attempt comes back as is, at
+// once. Cost: each attempt's statements, plus the sleeps; no lock is held between attempts.
 func Retry(ctx context.Context, opts *RetryOptions, attempt func(ctx context.Context) error) (attempts int, err error) {
 	if attempt == nil {
 		return 0, fmt.Errorf("%w: nil attempt function", ErrInvalid)

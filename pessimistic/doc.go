@@ -1,29 +1,42 @@
-// Package pessimistic holds locking helpers for PostgreSQL, for the cases where a request
-// changes existing rows, or where only one process may do a piece of work:
+// Package pessimistic holds PostgreSQL locking helpers for requests that change existing rows
+// and for work that only one process may do at a time, plus fencing tokens checked in the
+// database.
 //
-//   - Lock: row locks (SELECT ... FOR UPDATE) with NOWAIT, SKIP LOCKED and a bounded wait
-//     (lock_timeout), inside a savepoint so a refused lock leaves the transaction usable;
-//     ErrLockNotAvailable for SQLSTATE 55P03.
+//	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		var stock int
+//		// SELECT "stock" FROM "products" WHERE "sku" = $1 FOR UPDATE: held until tx ends
+//		if err := (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"products"}, "sku", sku, []string{"stock"}, &stock); err != nil {
+//			return err
+//		}
+//		_, err := tx.Exec(ctx, `UPDATE products SET stock = $2 WHERE sku = $1`, sku, stock-1)
+//		return err
+//	})
 //
-//   - XactLock, TryXactLock, WithSessionLock: advisory locks keyed by a documented, stable
-//     hash of a name (Key); the session form is bound to one pooled connection until released.
+// What it offers:
+//
+//   - Lock: row locks (SELECT ... FOR UPDATE, or FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE)
+//     on a row by key (Row, RowWhere) or on the rows of the caller's SELECT (Query), waiting,
+//     NOWAIT, SKIP LOCKED, or waiting at most Lock.Timeout (SET LOCAL lock_timeout). A lock
+//     that is not available (SQLSTATE 55P03) is ErrLockNotAvailable, and with NoWait or a
+//     Timeout the caller's transaction stays usable.
+//
+//   - XactLock, TryXactLock (and the two-int XactLock2, TryXactLock2): transaction-scoped
+//     advisory locks, keyed by Key, a documented stable hash of a name that other languages
+//     can compute. WithSessionLock and TryWithSessionLock: a session-scoped advisory lock,
+//     bound to one pooled connection while a function runs and always released on it.
 //
 //   - RunOnce: of N processes starting the same job for the same period, exactly one runs it;
-//     the others learn ErrTaken or ErrAlreadyRan.
+//     the others learn ErrTaken (running now) or ErrAlreadyRan (a dedupe row records the run).
 //
 //   - RetryTx and ErrDeadlock: rerun a whole transaction that PostgreSQL chose as a deadlock
 //     victim (40P01) or failed to serialize (40001).
 //
-//   - Fence and FencedWrite: fencing tokens checked in the database, so a lease holder that
-//     lost its lease while paused (GC, VM freeze) cannot overwrite the newer holder's work:
-//
-//     err := pessimistic.FencedWrite(ctx, pool, "report:2026-11-22", lock.Token(), func(ctx context.Context, tx pgx.Tx) error {
-//     _, err := tx.Exec(ctx, `UPDATE reports SET body = $1 WHERE day = $2`, body, day)
-//     return err
-//     })
-//     if errors.Is(err, pessimistic.ErrStaleToken) {
-//     // a newer holder has written; this one lost its lease
-//     }
+//   - Fence and FencedWrite: a write admitted only with a fencing token at least as high as
+//     any recorded for the resource, so a lease holder that lost its lease while paused (GC,
+//     VM freeze) cannot overwrite the newer holder's work (ErrStaleToken). Tokens come from
+//     any increasing source: redisguard's lock, or a PostgreSQL sequence.
 //
 // Identifiers given by callers are quoted with pgx.Identifier; values are always parameters.
+// Errors callers branch on are sentinels prefixed "pessimistic:", wrapped with what was being
+// locked and the *pgconn.PgError, so both errors.Is and errors.As work.
 package pessimistic

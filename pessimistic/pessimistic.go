@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -13,11 +14,20 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
+// TxBeginner opens transactions with options; *pgxpool.Pool and *pgx.Conn satisfy it, pgx.Tx
+// does not: only the owner of a transaction can rerun it whole (RetryTx).
+type TxBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
 // Input errors, returned before any SQL runs.
 var (
 	ErrNilFunc = errors.New("pessimistic: nil function")
 	ErrNilDB   = errors.New("pessimistic: nil database handle")
 )
+
+// cleanupTimeout bounds the statements that undo or release something after ctx is done.
+const cleanupTimeout = 5 * time.Second
 
 func isNil(v any) bool {
 	if v == nil {

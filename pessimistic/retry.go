@@ -12,25 +12,33 @@ import (
 	"github.com/pgonce/pgonce/internal/pgerr"
 )
 
-// ErrDeadlock means PostgreSQL detected a deadlock (40P01) and aborted this transaction to
-// break it. Rerunning the whole transaction is the cure: see RetryTx.
+// ErrDeadlock means PostgreSQL detected a deadlock (SQLSTATE 40P01) and aborted this
+// transaction to break it. Rerunning the whole transaction is the cure: see RetryTx. Lock.Row,
+// Lock.Query and XactLock return it wrapping the *pgconn.PgError; RetryTx when it gives up.
 var ErrDeadlock = errors.New("pessimistic: deadlock detected")
 
-// RetryOptions bounds RetryTx. A nil *RetryOptions means the defaults.
+// RetryOptions bounds RetryTx. A nil *RetryOptions, or a non-positive field, means the default.
 type RetryOptions struct {
 	MaxAttempts         int           // default 5
-	BaseDelay, MaxDelay time.Duration // jittered backoff between attempts; defaults 5ms, 500ms
-	TxOptions           pgx.TxOptions // isolation level etc.
+	BaseDelay, MaxDelay time.Duration // jittered exponential backoff between attempts; defaults 5ms, 500ms
+	TxOptions           pgx.TxOptions // isolation level etc.; default the server's (READ COMMITTED)
 }
 
 // RetryTx runs fn in a new transaction on db and commits it, rerunning the whole transaction
-// when PostgreSQL aborts it with a deadlock (40P01) or a serialization failure (40001), up to
-// MaxAttempts, with jittered backoff, bounded by ctx. It reports the attempts made. fn may run
-// several times, each time in a fresh transaction whose earlier attempts were rolled back.
-// A deadlock on the last attempt comes back wrapping ErrDeadlock.
-func RetryTx(ctx context.Context, db interface {
-	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-}, opts *RetryOptions, fn func(ctx context.Context, tx pgx.Tx) error) (attempts int, err error) {
+// when PostgreSQL aborts it with a deadlock (40P01) or a serialization failure (40001): the
+// two errors PostgreSQL documents as "retry the transaction". It makes at most MaxAttempts,
+// sleeps a jittered backoff in between, stops when ctx is done (the error then matches
+// ctx.Err() and the last attempt's error), and reports the attempts made.
+//
+// fn may run several times, each time in a fresh transaction; only the attempt that commits
+// has effects in the database, so keep other effects (mail, HTTP calls) until RetryTx
+// returns. Any other error from fn, BEGIN or COMMIT comes back at once. When the last attempt
+// fails with a deadlock, the error wraps ErrDeadlock (and the *pgconn.PgError).
+//
+// db is a pool or a connection, not a pgx.Tx: a deadlock victim's transaction is aborted
+// entire, so only its owner can run it again. Cost: per attempt, BEGIN, fn's statements and
+// COMMIT (or ROLLBACK).
+func RetryTx(ctx context.Context, db TxBeginner, opts *RetryOptions, fn func(ctx context.Context, tx pgx.Tx) error) (attempts int, err error) {
 	if fn == nil {
 		return 0, ErrNilFunc
 	}
@@ -55,14 +63,14 @@ func RetryTx(ctx context.Context, db interface {
 		if err == nil || !pgerr.Retryable(err) {
 			return attempts, err
 		}
+		if pgerr.Is(err, pgerr.DeadlockDetected) && !errors.Is(err, ErrDeadlock) {
+			err = fmt.Errorf("%w: %w", ErrDeadlock, err)
+		}
 		if attempts >= o.MaxAttempts {
-			if pgerr.Is(err, pgerr.DeadlockDetected) && !errors.Is(err, ErrDeadlock) {
-				err = fmt.Errorf("%w: %w", ErrDeadlock, err)
-			}
 			return attempts, fmt.Errorf("pessimistic: gave up after %d attempts: %w", attempts, err)
 		}
 		if serr := backoff.Sleep(ctx, backoff.Delay(attempts, o.BaseDelay, o.MaxDelay)); serr != nil {
-			return attempts, serr
+			return attempts, errors.Join(serr, err)
 		}
 	}
 }

@@ -14,14 +14,15 @@ import (
 )
 
 var (
-	// ErrLockNotAvailable means the row is locked by another transaction and the lock mode did
-	// not wait for it (NoWait) or the bounded wait ran out (Lock.Timeout): SQLSTATE 55P03.
-	// The caller's transaction is still usable (Lock works inside a savepoint).
+	// ErrLockNotAvailable means the lock is held by another transaction and the lock did not
+	// wait for it (NoWait) or the bounded wait ran out (Lock.Timeout, or the session's
+	// lock_timeout): SQLSTATE 55P03. After Lock.Row or Lock.Query with NoWait or a Timeout
+	// the caller's transaction is still usable.
 	ErrLockNotAvailable = errors.New("pessimistic: lock not available")
-	// ErrNotFound means no row matched; with SkipLocked also that the row is locked by another
-	// transaction (SKIP LOCKED cannot tell the two apart).
+	// ErrNotFound means no row matched Lock.Row's key; with SkipLocked also that the row is
+	// locked by another transaction (SKIP LOCKED cannot tell the two apart).
 	ErrNotFound = errors.New("pessimistic: no row to lock")
-	// ErrInvalid reports bad identifiers or arguments; returned before any SQL runs.
+	// ErrInvalid reports bad identifiers, modes or arguments; returned before any SQL runs.
 	ErrInvalid = errors.New("pessimistic: invalid argument")
 )
 
@@ -34,34 +35,75 @@ const (
 	SkipLocked             // leave locked rows out of the result (FOR UPDATE SKIP LOCKED)
 )
 
-// Strength is the row-lock strength.
+// Strength is the row-lock strength (PostgreSQL's row-level lock modes).
 type Strength int
 
 const (
 	ForUpdate      Strength = iota // FOR UPDATE: you will update or delete the row
-	ForNoKeyUpdate                 // FOR NO KEY UPDATE: you will update non-key columns (lets FK checks through)
-	ForShare                       // FOR SHARE: keep the row from changing while you read
+	ForNoKeyUpdate                 // FOR NO KEY UPDATE: you will update non-key columns (lets foreign-key checks through)
+	ForShare                       // FOR SHARE: keep the row from changing while you read it
+	ForKeyShare                    // FOR KEY SHARE: keep the row's key from changing
 )
 
 // Lock describes a row lock. The zero value is FOR UPDATE, waiting as long as ctx allows.
 type Lock struct {
 	Mode     Mode
 	Strength Strength
-	// Timeout bounds the wait in Wait mode (SET LOCAL lock_timeout around the statement only;
-	// millisecond resolution). Zero waits as long as ctx allows.
+	// Timeout bounds the wait in Wait mode: SET LOCAL lock_timeout for the locking statement
+	// only, then the previous setting again (millisecond resolution). Zero waits as long as
+	// ctx allows; NoWait and SkipLocked never wait and ignore it.
 	Timeout time.Duration
+	// Of restricts the lock to these tables of the statement's FROM clause (table names or
+	// aliases): FOR UPDATE OF a, b. Empty locks the rows of every table the statement reads.
+	Of []string
 }
 
-// Clause returns the locking clause for the lock, such as " FOR UPDATE SKIP LOCKED".
-func (l Lock) Clause() string {
-	s := [...]string{" FOR UPDATE", " FOR NO KEY UPDATE", " FOR SHARE"}[l.Strength%3]
-	switch l.Mode {
-	case NoWait:
-		s += " NOWAIT"
-	case SkipLocked:
-		s += " SKIP LOCKED"
+// Eq is one condition column = value of Lock.RowWhere; the value is always a parameter.
+type Eq struct {
+	Column string
+	Value  any
+}
+
+// clause returns the locking clause, starting on a new line so that a trailing "-- comment"
+// in the caller's SQL cannot swallow it.
+func (l Lock) clause() (string, error) {
+	var b strings.Builder
+	switch l.Strength {
+	case ForUpdate:
+		b.WriteString("\nFOR UPDATE")
+	case ForNoKeyUpdate:
+		b.WriteString("\nFOR NO KEY UPDATE")
+	case ForShare:
+		b.WriteString("\nFOR SHARE")
+	case ForKeyShare:
+		b.WriteString("\nFOR KEY SHARE")
+	default:
+		return "", fmt.Errorf("%w: unknown lock strength %d", ErrInvalid, l.Strength)
 	}
-	return s
+	for i, t := range l.Of {
+		if t == "" {
+			return "", fmt.Errorf("%w: empty table name in Lock.Of", ErrInvalid)
+		}
+		if i == 0 {
+			b.WriteString(" OF ")
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(pgx.Identifier{t}.Sanitize())
+	}
+	switch l.Mode {
+	case Wait:
+	case NoWait:
+		b.WriteString(" NOWAIT")
+	case SkipLocked:
+		b.WriteString(" SKIP LOCKED")
+	default:
+		return "", fmt.Errorf("%w: unknown lock mode %d", ErrInvalid, l.Mode)
+	}
+	if l.Timeout < 0 {
+		return "", fmt.Errorf("%w: negative lock timeout %v", ErrInvalid, l.Timeout)
+	}
+	return b.String(), nil
 }
 
 const (
@@ -69,26 +111,41 @@ const (
 	sqlReleaseSavepoint = "RELEASE SAVEPOINT pgonce_lock"
 	// Sent as one simple-protocol query: PostgreSQL refuses to parse RELEASE in an aborted
 	// transaction, which a batch (prepared first on a fresh connection) would need.
-	sqlUndoSavepoint  = "ROLLBACK TO SAVEPOINT pgonce_lock; RELEASE SAVEPOINT pgonce_lock"
+	sqlUndoSavepoint = "ROLLBACK TO SAVEPOINT pgonce_lock; RELEASE SAVEPOINT pgonce_lock"
+	// set_config(..., true) is SET LOCAL with the value as a parameter.
 	sqlSetLockTimeout = "SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
 	sqlRestoreTimeout = "SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
 )
 
 // Row locks the row of table whose keyColumn equals key, inside tx, and scans columns into
-// dest:
+// dest (none: just lock). It is RowWhere with one condition:
 //
-//	SELECT columns FROM table WHERE keyColumn = $1 FOR UPDATE [NOWAIT | SKIP LOCKED]
+//	SELECT c1, ... FROM table WHERE keyColumn = $1 FOR UPDATE [NOWAIT | SKIP LOCKED]
 //
 // The lock is held until tx ends. Identifiers are quoted, the key is a parameter. Errors:
-// ErrNotFound, ErrLockNotAvailable (wrapping the PostgreSQL error), ErrDeadlock.
+// ErrNotFound, ErrLockNotAvailable and ErrDeadlock (both wrapping the *pgconn.PgError),
+// ErrInvalid. Cost: one statement in plain Wait mode; with NoWait or a Timeout the same
+// round trip also carries a savepoint (and the lock_timeout change), see Query.
 func (l Lock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyColumn string, key any, columns []string, dest ...any) error {
+	return l.RowWhere(ctx, tx, table, []Eq{{Column: keyColumn, Value: key}}, columns, dest...)
+}
+
+// RowWhere is Row for a key of several columns (a composite primary key such as
+// (tenant_id, id)): it locks the rows of table matching every condition and scans the first
+// into dest. The conditions should name a unique key; if several rows match, all are locked.
+//
+//	SELECT c1, ... FROM table WHERE k1 = $1 AND k2 = $2 FOR UPDATE [NOWAIT | SKIP LOCKED]
+func (l Lock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, where []Eq, columns []string, dest ...any) error {
 	if len(columns) != len(dest) {
 		return fmt.Errorf("%w: %d columns but %d destinations", ErrInvalid, len(columns), len(dest))
 	}
-	if err := checkIdent(table...); err != nil {
+	if len(where) == 0 {
+		return fmt.Errorf("%w: no key condition", ErrInvalid)
+	}
+	if err := checkIdent("table name", table...); err != nil {
 		return err
 	}
-	if err := checkIdent(append([]string{keyColumn}, columns...)...); err != nil {
+	if err := checkIdent("column name", columns...); err != nil {
 		return err
 	}
 	var b strings.Builder
@@ -102,35 +159,76 @@ func (l Lock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyColum
 		}
 		b.WriteString(pgx.Identifier{c}.Sanitize())
 	}
-	fmt.Fprintf(&b, " FROM %s WHERE %s = $1", table.Sanitize(), pgx.Identifier{keyColumn}.Sanitize())
+	b.WriteString(" FROM ")
+	b.WriteString(table.Sanitize())
+	args := make([]any, len(where))
+	var what strings.Builder // for error messages: "products" WHERE sku = mug
+	what.WriteString(table.Sanitize())
+	for i, e := range where {
+		if err := checkIdent("key column", e.Column); err != nil {
+			return err
+		}
+		if i == 0 {
+			b.WriteString(" WHERE ")
+			what.WriteString(" WHERE ")
+		} else {
+			b.WriteString(" AND ")
+			what.WriteString(" AND ")
+		}
+		col := pgx.Identifier{e.Column}.Sanitize()
+		b.WriteString(col + " = $" + strconv.Itoa(i+1))
+		fmt.Fprintf(&what, "%s = %v", col, e.Value)
+		args[i] = e.Value
+	}
 	found := false
-	err := l.Query(ctx, tx, b.String(), []any{key}, func(rows pgx.Rows) error {
-		found = true
-		if len(dest) == 0 {
+	err := l.query(ctx, tx, b.String(), args, what.String(), func(rows pgx.Rows) error {
+		if found || len(dest) == 0 {
+			found = true
 			return nil
 		}
+		found = true
 		return rows.Scan(dest...)
 	})
 	if err == nil && !found {
-		return fmt.Errorf("%w: %s %s = %v", ErrNotFound, table.Sanitize(), keyColumn, key)
+		return fmt.Errorf("%w: %s", ErrNotFound, what.String())
 	}
 	return err
 }
 
-// Query runs the caller's SELECT with the lock's clause appended (the SQL must not carry its
-// own FOR UPDATE), inside tx, and calls each for every row. Use it for queues:
+// Query runs the caller's SELECT with the lock's clause appended (so the SQL must not end in
+// its own FOR UPDATE or a semicolon), inside tx, and calls each for every row it returns.
+// args are the SQL's parameters. For a queue, lock and take a batch nobody else holds:
 //
 //	pessimistic.Lock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
 //		`SELECT id FROM jobs WHERE state = 'ready' ORDER BY id LIMIT 10`, nil, func(r pgx.Rows) error { ... })
 //
-// In NoWait mode and with a Timeout, the statement runs inside a savepoint pipelined with it,
-// so a lock that is not available leaves tx usable; in plain Wait mode it costs nothing extra.
+// each runs while the result is being read: it must not use tx (the connection is busy).
+// The locks are held until tx ends. Errors from each come back as they are.
+//
+// In plain Wait mode Query is one statement, and a failure aborts tx as any failed statement
+// does. With NoWait or a Timeout, the statement runs inside a savepoint sent in the same
+// round trip (SAVEPOINT, [set lock_timeout], the SELECT, [restore lock_timeout], RELEASE),
+// so a lock that is not available costs one more round trip to undo the savepoint and
+// leaves tx usable, with no row of this statement locked.
 func (l Lock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(pgx.Rows) error) error {
+	return l.query(ctx, tx, sql, args, "query", each)
+}
+
+func (l Lock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what string, each func(pgx.Rows) error) error {
 	if tx == nil || each == nil {
 		return fmt.Errorf("%w: nil transaction or function", ErrInvalid)
 	}
-	sql += l.Clause()
-	guarded := l.Mode == NoWait || l.Timeout > 0
+	if strings.TrimSpace(sql) == "" {
+		return fmt.Errorf("%w: empty SQL", ErrInvalid)
+	}
+	clause, err := l.clause()
+	if err != nil {
+		return err
+	}
+	sql += clause
+	if l.Mode == Wait && l.Timeout > 0 {
+		what += " (waited up to " + l.Timeout.String() + ")"
+	}
 	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
 			if err := each(rows); err != nil {
@@ -139,52 +237,59 @@ func (l Lock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each
 		}
 		return rows.Err()
 	}
-	if !guarded {
+	bounded := l.Mode == Wait && l.Timeout > 0
+	if l.Mode != NoWait && !bounded {
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
-			return lockErr(err)
+			return lockErr(err, what)
 		}
 		defer rows.Close()
-		return lockErr(scan(rows))
+		return lockErr(scan(rows), what)
 	}
 	b := &pgx.Batch{}
 	b.Queue(sqlSavepoint)
-	if l.Timeout > 0 && l.Mode == Wait {
+	if bounded {
 		b.Queue(sqlSetLockTimeout, strconv.FormatInt(max(l.Timeout.Milliseconds(), 1), 10)+"ms")
 	}
 	b.Queue(sql, args...).Query(scan)
-	if l.Timeout > 0 && l.Mode == Wait {
+	if bounded {
 		b.Queue(sqlRestoreTimeout)
 	}
 	b.Queue(sqlReleaseSavepoint)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		// Undo to the savepoint so the caller's transaction is usable again.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_, _ = tx.Exec(cctx, sqlUndoSavepoint)
-		return lockErr(err)
+		// A failed statement left the transaction aborted: undo to the savepoint so it is
+		// usable again, which also restores lock_timeout and drops this statement's locks.
+		// Otherwise (each failed) the server ran the whole batch, savepoint release included,
+		// and the transaction is fine as it is.
+		if tx.Conn().PgConn().TxStatus() == 'E' {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			_, _ = tx.Exec(cctx, sqlUndoSavepoint)
+		}
+		return lockErr(err, what)
 	}
 	return nil
 }
 
-// lockErr maps the lock-related SQLSTATEs to the package's errors, keeping the cause.
-func lockErr(err error) error {
+// lockErr maps the lock-related SQLSTATEs to the package's errors, naming what was being
+// locked and keeping the cause (errors.As finds the *pgconn.PgError).
+func lockErr(err error, what string) error {
 	switch pgerr.Code(err) {
 	case pgerr.LockNotAvailable:
-		return fmt.Errorf("%w: %w", ErrLockNotAvailable, err)
+		return fmt.Errorf("%w: %s: %w", ErrLockNotAvailable, what, err)
 	case pgerr.DeadlockDetected:
-		return fmt.Errorf("%w: %w", ErrDeadlock, err)
+		return fmt.Errorf("%w: %s: %w", ErrDeadlock, what, err)
 	}
 	return err
 }
 
-func checkIdent(parts ...string) error {
-	if len(parts) == 0 {
-		return fmt.Errorf("%w: empty identifier", ErrInvalid)
+func checkIdent(what string, parts ...string) error {
+	if what == "table name" && len(parts) == 0 {
+		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
 	}
 	for _, p := range parts {
 		if p == "" {
-			return fmt.Errorf("%w: empty identifier", ErrInvalid)
+			return fmt.Errorf("%w: empty %s", ErrInvalid, what)
 		}
 	}
 	return nil

@@ -1,0 +1,89 @@
+package pessimistic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotLocked means TryWithSessionLock found the lock held by another session; fn did not run.
+var ErrNotLocked = errors.New("pessimistic: advisory lock held elsewhere")
+
+const (
+	sqlSessionLock    = `SELECT pg_advisory_lock($1)`
+	sqlTrySessionLock = `SELECT pg_try_advisory_lock($1)`
+	// Every session-level advisory lock of the connection: the one taken here, and any that fn
+	// took on the connection itself (re-entrantly too). A pooled connection goes back holding none.
+	sqlUnlockAll = `SELECT pg_advisory_unlock_all()`
+)
+
+// WithSessionLock holds the session-scoped advisory lock key (see Key) while fn runs: it
+// acquires one connection from pool, takes the lock on it with pg_advisory_lock (waiting as
+// long as ctx allows), runs fn, then releases every session advisory lock of that connection
+// and hands it back to the pool. The lock outlives transactions, so fn may commit several.
+//
+// The lock is bound to that one connection, and only WithSessionLock can end it: fn gets the
+// *pgx.Conn, which has no way back to the pool, so the lock can be neither released on
+// another pooled connection nor forgotten on this one. The release happens when fn returns,
+// when it panics (the panic continues after), and when ctx is cancelled, with its own short
+// deadline; if it cannot run, the connection is closed, which ends the session and its
+// locks on the server. A waiting lock statement that fails (ctx cancelled, lock_timeout)
+// is cleaned up the same way, since a session lock granted just before a cancel survives
+// the error.
+//
+// Cost: a pool acquire, one statement to lock and one to unlock; a connection is held for as
+// long as fn runs. Advisory locks are re-entrant within a session but not across pooled
+// connections: calling WithSessionLock for the same key from inside fn waits for ever.
+func WithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func(ctx context.Context, conn *pgx.Conn) error) error {
+	return withSessionLock(ctx, pool, key, false, fn)
+}
+
+// TryWithSessionLock is WithSessionLock that does not wait: when another session holds the
+// lock it returns ErrNotLocked at once and fn does not run.
+func TryWithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func(ctx context.Context, conn *pgx.Conn) error) error {
+	return withSessionLock(ctx, pool, key, true, fn)
+}
+
+func withSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, try bool, fn func(context.Context, *pgx.Conn) error) error {
+	if fn == nil {
+		return ErrNilFunc
+	}
+	if pool == nil {
+		return ErrNilDB
+	}
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pessimistic: session lock %d: acquire: %w", key, err)
+	}
+	defer pc.Release() // after the unlock below: deferred calls run last-in first-out
+	conn := pc.Conn()
+	locked := true
+	if try {
+		err = conn.QueryRow(ctx, sqlTrySessionLock, key).Scan(&locked)
+	} else {
+		_, err = conn.Exec(ctx, sqlSessionLock, key)
+	}
+	if err != nil {
+		unlockAll(ctx, conn)
+		return lockErr(err, fmt.Sprintf("session advisory lock %d", key))
+	}
+	if !locked {
+		return ErrNotLocked
+	}
+	defer unlockAll(ctx, conn)
+	return fn(ctx, conn)
+}
+
+// unlockAll releases the connection's session advisory locks, on a context that is not
+// cancelled with ctx, or closes the connection if it cannot.
+func unlockAll(ctx context.Context, conn *pgx.Conn) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if _, err := conn.Exec(uctx, sqlUnlockAll); err != nil {
+		// The session ends with the connection, and its locks with the session.
+		_ = conn.Close(uctx)
+	}
+}
