@@ -119,9 +119,17 @@ func TestFaultConnectionCutAroundCommit(t *testing.T) {
 // checks the history through checkPool.
 func runSoak(t *testing.T, databaseURL string, checkPool *pgxpool.Pool, d time.Duration, fault func(ctx context.Context)) soak.Report {
 	t.Helper()
+	rep, _ := runSoakWith(t, ordersvc.Config{DatabaseURL: databaseURL}, checkPool, d, fault)
+	return rep
+}
+
+// runSoakWith is runSoak with a service configuration (Redis) and the record returned.
+func runSoakWith(t *testing.T, cfg ordersvc.Config, checkPool *pgxpool.Pool, d time.Duration, fault func(ctx context.Context)) (soak.Report, *soak.Record) {
+	t.Helper()
 	ctx := context.Background()
 	skus := map[string]int{"plenty": 1_000_000, "scarce": 200}
-	in, err := soak.Start(ctx, ordersvc.Config{DatabaseURL: databaseURL, MaxConns: 12, LockWait: 2 * time.Second}, 2, skus)
+	cfg.MaxConns, cfg.LockWait = 12, 2*time.Second
+	in, err := soak.Start(ctx, cfg, 2, skus)
 	require.NoError(t, err)
 	defer in.Close()
 	faultCtx, stop := context.WithCancel(ctx)
@@ -136,7 +144,7 @@ func runSoak(t *testing.T, databaseURL string, checkPool *pgxpool.Pool, d time.D
 	t.Logf("\n%s", rep)
 	assert.True(t, rep.OK(), "invariants hold under the fault")
 	assert.Positive(t, rep.Created)
-	return rep
+	return rep, rec
 }
 
 // every runs f every period until ctx ends.
@@ -250,4 +258,67 @@ func TestFaultPurgeConcurrentWithWrites(t *testing.T) {
 	assert.Positive(t, purged, "the purge found expired keys")
 	assert.Less(t, slowestDo, 2*time.Second, "no request waited long on the purge")
 	assert.Less(t, slowestPurge, 2*time.Second, "no purge waited long on requests")
+}
+
+// Redis is flushed, stopped and restarted empty during the soak: no duplicates, and with the
+// guard failing open the service keeps creating orders through PostgreSQL while Redis is down.
+func TestFaultSoakRedisFlushedStoppedRestarted(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	rs := harness.StartRedis(t)
+	var down, up time.Time
+	_, rec := runSoakWith(t, ordersvc.Config{DatabaseURL: db.URL, RedisURL: rs.URL(), RedisPrefix: harness.Prefix(t)}, db.Pool, 9*time.Second,
+		func(ctx context.Context) {
+			step := func(d time.Duration) bool {
+				select {
+				case <-ctx.Done():
+					return false
+				case <-time.After(d):
+					return true
+				}
+			}
+			if !step(2 * time.Second) {
+				return
+			}
+			assert.NoError(t, rs.Client().FlushAll(context.Background()).Err())
+			if !step(2 * time.Second) {
+				return
+			}
+			down = time.Now()
+			rs.Stop()
+			if !step(2 * time.Second) {
+				return
+			}
+			up = time.Now()
+			rs.Start() // no persistence: it comes back empty
+		})
+	require.False(t, down.IsZero() || up.IsZero(), "the faults happened during the run")
+	served := 0
+	for _, e := range rec.Events {
+		if e.Status == 201 && !e.Replayed && e.At.After(down) && e.At.Before(up) {
+			served++
+		}
+	}
+	t.Logf("%d orders created while Redis was down", served)
+	assert.Positive(t, served, "fail-open: PostgreSQL kept serving while Redis was down")
+}
+
+// A Redis link slower than the guard's timeout: every check times out, requests fail open to
+// PostgreSQL, and the invariants hold.
+func TestFaultSoakSlowRedisLink(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	rs := harness.StartRedis(t)
+	upstream, rewrite := harness.ProxyURL(t, rs.URL())
+	proxy := harness.NewProxy(t, upstream)
+	proxy.SetLatency(150 * time.Millisecond) // the guard's default timeout is 100ms
+	rep, _ := runSoakWith(t, ordersvc.Config{DatabaseURL: db.URL, RedisURL: rewrite(proxy.Addr), RedisPrefix: harness.Prefix(t)}, db.Pool, 6*time.Second,
+		func(ctx context.Context) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(3 * time.Second):
+				proxy.SetLatency(0) // the link recovers
+			}
+		})
+	assert.Positive(t, rep.Replays, "retries were answered")
 }
