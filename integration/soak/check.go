@@ -24,6 +24,8 @@ type Report struct {
 	Refusals       int // committed business refusals (out of stock, invalid)
 	ServerErrors   int // 5xx answers (injected failures and faults)
 	NoAnswer       int // transport errors and abandoned requests
+	Injected       int // requests that told the server to fail after its writes
+	Abandoned      int // requests the client gave up on after 1-20ms
 	Violations     []string
 }
 
@@ -42,7 +44,8 @@ func (r Report) String() string {
 		{"orders in PostgreSQL", r.Orders}, {"first executions (201)", r.Created}, {"replays", r.Replays},
 		{"409 in progress", r.InProgress}, {"422 key reused with another body", r.Mismatch},
 		{"committed refusals (out of stock)", r.Refusals}, {"5xx (injected failures, faults)", r.ServerErrors},
-		{"no answer (abandoned, transport)", r.NoAnswer}, {"violations", len(r.Violations)},
+		{"no answer (abandoned, transport)", r.NoAnswer}, {"faults injected: requests told to fail after their writes", r.Injected},
+		{"faults injected: requests abandoned mid-flight", r.Abandoned}, {"violations", len(r.Violations)},
 	} {
 		fmt.Fprintf(&b, "| %s | %d |\n", row.k, row.v)
 	}
@@ -153,6 +156,12 @@ func Check(ctx context.Context, pool *pgxpool.Pool, rec *Record, skus map[string
 		definitive := map[string][]byte{} // request body -> answer
 		allFailed := true
 		for _, e := range events {
+			if e.Fail {
+				rep.Injected++
+			}
+			if e.Timeout {
+				rep.Abandoned++
+			}
 			switch {
 			case e.Status == 0:
 				rep.NoAnswer++

@@ -22,16 +22,21 @@ func main() {
 	clients := flag.Int("clients", 32, "concurrent clients")
 	instances := flag.Int("instances", 2, "order service instances")
 	record := flag.String("record", "", "write every request and answer to this JSONL file")
+	withRedis := flag.Bool("redis", true, "put the Redis guard in front (uses DEDUPE_TEST_REDIS_URL when set)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *duration, *clients, *instances, *record); err != nil {
+	redisURL := ""
+	if *withRedis {
+		redisURL = os.Getenv(pgtest.EnvRedisURL)
+	}
+	if err := run(ctx, *duration, *clients, *instances, *record, redisURL); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, duration time.Duration, clients, instances int, record string) error {
+func run(ctx context.Context, duration time.Duration, clients, instances int, record, redisURL string) error {
 	base := os.Getenv(pgtest.EnvDatabaseURL)
 	if base == "" {
 		return fmt.Errorf("%s", pgtest.HowTo)
@@ -42,12 +47,13 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 	}
 	defer drop()
 	skus := map[string]int{"plenty": 1_000_000, "scarce": 300}
-	in, err := soak.Start(ctx, ordersvc.Config{DatabaseURL: db.URL, MaxConns: 24}, instances, skus)
+	cfg := ordersvc.Config{DatabaseURL: db.URL, MaxConns: 24, RedisURL: redisURL, RedisPrefix: "soak:" + db.Schema + ":"}
+	in, err := soak.Start(ctx, cfg, instances, skus)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	fmt.Printf("soak: %d clients against %d instances for %v\n", clients, instances, duration)
+	fmt.Printf("soak: %d clients against %d instances for %v (Redis guard: %v)\n", clients, instances, duration, redisURL != "")
 	start := time.Now()
 	rec, err := soak.Run(ctx, soak.Config{Targets: in.Targets, Clients: clients, Duration: duration, SKUs: skus})
 	if err != nil {
