@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,7 @@ func TestPessimisticForUpdateDecrementsAreExact(t *testing.T) {
 	pgtest.Warm(t, db.Pool, 16)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
+	began := time.Now()
 	for range 16 {
 		wg.Go(func() {
 			<-start
@@ -57,6 +59,7 @@ func TestPessimisticForUpdateDecrementsAreExact(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 5000-3200, count(t, db.Pool, `SELECT stock FROM products`))
 	assert.Equal(t, 1+3200, count(t, db.Pool, `SELECT version FROM products`))
+	t.Logf("3200 decrements under FOR UPDATE, one transaction each, in %v", time.Since(began).Round(time.Millisecond))
 }
 
 // holdRow locks a row in a background transaction until release is closed.
@@ -273,11 +276,16 @@ func TestPessimisticRunOnce(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, &pgtest.Options{MaxConns: 8})
 	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE reports (day text NOT NULL, built_by int NOT NULL)`)
+	require.NoError(t, err)
 	pgtest.Warm(t, db.Pool, 8)
 	var runs atomic.Int64
 	release := make(chan struct{})
 	job := func(ctx context.Context, tx pgx.Tx) error {
-		runs.Add(1)
+		n := runs.Add(1)
+		if _, err := tx.Exec(ctx, `INSERT INTO reports VALUES ('2026-11-22', $1)`, n); err != nil {
+			return err
+		}
 		<-release // stay running while the others start
 		return nil
 	}
@@ -303,11 +311,19 @@ func TestPessimisticRunOnce(t *testing.T) {
 	}
 	for _, err := range errs {
 		assert.ErrorIs(t, err, pessimistic.ErrTaken, "turned away while the job runs")
+		assert.NotErrorIs(t, err, pessimistic.ErrAlreadyRan)
 	}
+	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM reports`), "nothing is visible before the run commits")
 	close(release)
 	assert.NoError(t, <-results, "the runner committed")
 	assert.Equal(t, int64(1), runs.Load())
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job), pessimistic.ErrAlreadyRan)
+	err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+	assert.ErrorIs(t, err, pessimistic.ErrAlreadyRan)
+	assert.NotErrorIs(t, err, pessimistic.ErrTaken)
+	assert.Equal(t, int64(1), runs.Load(), "a later start does not run the job")
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM reports`), "one report in the database")
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys WHERE scope = 'job:daily-report' AND key = '2026-11-22'`),
+		"one record of the run")
 
 	boom := errors.New("report failed")
 	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-23", nil, func(context.Context, pgx.Tx) error { return boom }), boom)
@@ -316,6 +332,16 @@ func TestPessimisticRunOnce(t *testing.T) {
 	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "", "p", nil, job), pessimistic.ErrInvalid)
 	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", "", nil, job), pessimistic.ErrInvalid)
 	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", "p", nil, nil), pessimistic.ErrNilFunc)
+	assert.ErrorIs(t, pessimistic.RunOnce(ctx, (*pgxpool.Pool)(nil), "j", "p", nil, job), pessimistic.ErrNilDB)
+	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", strings.Repeat("p", 256), nil, job), pessimistic.ErrInvalid)
+
+	// Inside the caller's transaction, the run commits (or not) with it.
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, pessimistic.RunOnce(ctx, tx, "daily-report", "2026-11-24", nil, func(context.Context, pgx.Tx) error { return nil }))
+	require.NoError(t, tx.Rollback(ctx))
+	require.NoError(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-24", nil, func(context.Context, pgx.Tx) error { return nil }),
+		"the rolled-back run left the period free")
 }
 
 // Two transactions lock two rows in opposite orders: PostgreSQL aborts one with 40P01, which
@@ -368,6 +394,12 @@ func TestPessimisticDeadlock(t *testing.T) {
 				}
 			}
 			assert.Equal(t, 1, deadlocks, "one transaction is the deadlock victim: %v", errs)
+			for _, err := range errs {
+				var pgErr *pgconn.PgError
+				if errors.Is(err, pessimistic.ErrDeadlock) && assert.ErrorAs(t, err, &pgErr) {
+					assert.Equal(t, "40P01", pgErr.Code)
+				}
+			}
 			continue
 		}
 		require.NoError(t, errs[0])
@@ -410,6 +442,14 @@ func TestPessimisticIdentifiersAndBadInput(t *testing.T) {
 			"empty key column": (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "", 1, nil),
 			"dest mismatch":    (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{"qty"}),
 			"nil function":     (pessimistic.Lock{}).Query(ctx, tx, `SELECT 1`, nil, nil),
+			"nil tx":           (pessimistic.Lock{}).Row(ctx, nil, pgx.Identifier{"order"}, "id", 1, nil),
+			"empty SQL":        (pessimistic.Lock{}).Query(ctx, tx, " ", nil, func(pgx.Rows) error { return nil }),
+			"empty column":     (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{""}, new(int)),
+			"unknown mode":     pessimistic.Lock{Mode: 3}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"unknown strength": pessimistic.Lock{Strength: -1}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"negative timeout": pessimistic.Lock{Timeout: -time.Second}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"empty Of":         pessimistic.Lock{Of: []string{""}}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"no condition":     (pessimistic.Lock{}).RowWhere(ctx, tx, pgx.Identifier{"order"}, nil, nil),
 		} {
 			assert.ErrorIs(t, err, pessimistic.ErrInvalid, name)
 		}
@@ -418,6 +458,9 @@ func TestPessimisticIdentifiersAndBadInput(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pessimistic.RetryTx(ctx, db.Pool, nil, nil)
 	assert.ErrorIs(t, err, pessimistic.ErrNilFunc)
+	assert.ErrorIs(t, pessimistic.TryWithSessionLock(ctx, db.Pool, 1, nil), pessimistic.ErrNilFunc)
+	_, err = pessimistic.TryXactLock(ctx, nil, 1)
+	assert.ErrorIs(t, err, pessimistic.ErrNilDB)
 }
 
 // RowWhere locks a row by a composite key; a locked row refuses NoWait, and an empty
@@ -724,13 +767,18 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 		t.Fatal("the waiter did not give up when its context was cancelled")
 	}
 	assert.False(t, ran, "fn does not run without the lock")
+	// pgx closed the waiter's connection; the server must stop waiting too, or it takes the
+	// lock for a moment once the holder frees it.
+	waitNotBlockedBy(t, db.Pool, holderPID)
 	close(release)
 	require.NoError(t, <-held)
 	assert.True(t, free(key), "nobody holds the lock afterwards")
 
 	// fn takes more session locks on its connection, one of them twice.
+	var used []int32 // the backends that held the lock
 	extra := pessimistic.Key("session-cleanup-extra")
 	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
+		used = append(used, int32(conn.PgConn().PID()))
 		_, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_lock($1), pg_advisory_lock($2)`, key, extra)
 		return err
 	})
@@ -738,19 +786,24 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 	assert.True(t, free(key), "the re-entrant lock is released in full")
 	assert.True(t, free(extra), "locks fn took on the connection are released")
 
-	// fn leaves a transaction open (or failed) on the connection.
+	// fn leaves a transaction open, or failed, on the connection.
 	for _, sql := range []string{`BEGIN`, `BEGIN; SELECT 1/0`} {
 		_ = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
+			used = append(used, int32(conn.PgConn().PID()))
 			_, err := conn.Exec(ctx, sql)
 			return err
 		})
 		assert.True(t, free(key), "released after fn left %q", sql)
 	}
-	assert.Zero(t, db.Pool.Stat().AcquiredConns(), "every connection went back")
-	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND a.datname = current_database() AND a.pid <> $1
-		AND a.pid IN (SELECT pid FROM pg_stat_activity WHERE application_name = current_setting('application_name'))
-		AND a.pid <> pg_backend_pid()`, other.PgConn().PID()), "no pooled connection holds an advisory lock")
+	// The cancelled waiter's connection was closed; the pool destroys it in the background.
+	assert.Eventually(t, func() bool { return db.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 5*time.Millisecond,
+		"every connection went back")
+	var advisory int
+	require.NoError(t, other.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1)`, used).Scan(&advisory))
+	assert.Zero(t, advisory, "no connection that held the lock holds an advisory lock now")
+	assert.Equal(t, count(t, db.Pool, `SELECT count(DISTINCT p) FROM unnest($1::int[]) p`, used),
+		count(t, db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, used),
+		"and each is still connected: cleaned up, not closed")
 }
 
 // RetryTx: bounded attempts, ErrDeadlock on giving up, other errors at once, cancellation
@@ -799,4 +852,69 @@ func TestPessimisticRetryTxBounds(t *testing.T) {
 	assert.Less(t, time.Since(began), 10*time.Second)
 	_, err = pessimistic.RetryTx(ctx, (*pgxpool.Pool)(nil), nil, func(context.Context, pgx.Tx) error { return nil })
 	assert.ErrorIs(t, err, pessimistic.ErrNilDB)
+}
+
+// waitNotBlockedBy polls the server until no backend waits on a lock held by holderPID.
+func waitNotBlockedBy(t *testing.T, pool *pgxpool.Pool, holderPID int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID) == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("a backend still waits on pid %d's lock 10s after its client gave up", holderPID)
+}
+
+// A row lock or advisory lock whose caller gives up while waiting returns promptly, and the
+// server stops waiting too (no orphaned backend queued for the lock).
+func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1)`)
+	require.NoError(t, err)
+	holderPID, release := holdRow(t, db.Pool, "a")
+	defer release()
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer holder.Rollback(ctx)
+	require.NoError(t, pessimistic.XactLock(ctx, holder, 7))
+	advisoryPID, err := backendPID(ctx, holder)
+	require.NoError(t, err)
+
+	for name, c := range map[string]struct {
+		holder int32
+		wait   func(ctx context.Context, tx pgx.Tx) error
+	}{
+		"row wait": {holderPID, func(ctx context.Context, tx pgx.Tx) error {
+			return (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", "a", nil)
+		}},
+		"row bounded wait": {holderPID, func(ctx context.Context, tx pgx.Tx) error {
+			return (pessimistic.Lock{Timeout: time.Hour}).Row(ctx, tx, productsTable, "sku", "a", nil)
+		}},
+		"xact advisory lock": {advisoryPID, func(ctx context.Context, tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, 7) }},
+	} {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer tx.Rollback(ctx)
+			done <- c.wait(wctx, tx)
+		}()
+		waitBlockedBy(t, db.Pool, c.holder, 1)
+		cancel()
+		select {
+		case err := <-done:
+			assert.Error(t, err, name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the waiter did not give up when its context was cancelled", name)
+		}
+		waitNotBlockedBy(t, db.Pool, c.holder)
+	}
 }

@@ -24,6 +24,7 @@ func XactLock(ctx context.Context, tx pgx.Tx, key int64) error {
 		return ErrNilDB
 	}
 	_, err := tx.Exec(ctx, sqlXactLock, key)
+	cancelOrphan(ctx, tx.Conn().PgConn(), err)
 	return lockErr(err, fmt.Sprintf("advisory lock %d", key))
 }
 
@@ -47,6 +48,7 @@ func XactLock2(ctx context.Context, tx pgx.Tx, namespace, key int32) error {
 		return ErrNilDB
 	}
 	_, err := tx.Exec(ctx, sqlXactLock2, namespace, key)
+	cancelOrphan(ctx, tx.Conn().PgConn(), err)
 	return lockErr(err, fmt.Sprintf("advisory lock (%d, %d)", namespace, key))
 }
 

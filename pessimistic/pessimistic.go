@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Beginner opens transactions; *pgxpool.Pool, *pgx.Conn and pgx.Tx (a savepoint) satisfy it.
@@ -22,8 +23,10 @@ type TxBeginner interface {
 
 // Input errors, returned before any SQL runs.
 var (
+	// ErrNilFunc means a function argument was nil.
 	ErrNilFunc = errors.New("pessimistic: nil function")
-	ErrNilDB   = errors.New("pessimistic: nil database handle")
+	// ErrNilDB means the pool, connection or transaction argument was nil.
+	ErrNilDB = errors.New("pessimistic: nil database handle")
 )
 
 // cleanupTimeout bounds the statements that undo or release something after ctx is done.
@@ -35,4 +38,20 @@ func isNil(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// cancelOrphan stops the server-side wait of a lock statement that failed because ctx was
+// done. pgx's default reaction to a done context is to close the connection without telling
+// the server, whose backend then stays queued for the lock and, once the lock is freed,
+// takes it until it notices its client is gone: a phantom holder that turns away or delays
+// the next real one. A cancel request ends that wait. Only for a closed connection: on a live
+// one a late cancel could hit the next statement. Cost: nothing unless ctx was done; then one
+// short-lived connection to the server.
+func cancelOrphan(ctx context.Context, conn *pgconn.PgConn, err error) {
+	if err == nil || ctx.Err() == nil || conn == nil || !conn.IsClosed() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_ = conn.CancelRequest(cctx)
 }

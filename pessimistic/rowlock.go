@@ -241,10 +241,13 @@ func (l Lock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what
 	if l.Mode != NoWait && !bounded {
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
+			cancelOrphan(ctx, tx.Conn().PgConn(), err)
 			return lockErr(err, what)
 		}
-		defer rows.Close()
-		return lockErr(scan(rows), what)
+		err = scan(rows)
+		rows.Close()
+		cancelOrphan(ctx, tx.Conn().PgConn(), err)
+		return lockErr(err, what)
 	}
 	b := &pgx.Batch{}
 	b.Queue(sqlSavepoint)
@@ -257,6 +260,7 @@ func (l Lock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what
 	}
 	b.Queue(sqlReleaseSavepoint)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		cancelOrphan(ctx, tx.Conn().PgConn(), err)
 		// A failed statement left the transaction aborted: undo to the savepoint so it is
 		// usable again, which also restores lock_timeout and drops this statement's locks.
 		// Otherwise (each failed) the server ran the whole batch, savepoint release included,

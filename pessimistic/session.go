@@ -18,6 +18,7 @@ const (
 	// Every session-level advisory lock of the connection: the one taken here, and any that fn
 	// took on the connection itself (re-entrantly too). A pooled connection goes back holding none.
 	sqlUnlockAll = `SELECT pg_advisory_unlock_all()`
+	sqlRollback  = `ROLLBACK`
 )
 
 // WithSessionLock holds the session-scoped advisory lock key (see Key) while fn runs: it
@@ -29,10 +30,14 @@ const (
 // *pgx.Conn, which has no way back to the pool, so the lock can be neither released on
 // another pooled connection nor forgotten on this one. The release happens when fn returns,
 // when it panics (the panic continues after), and when ctx is cancelled, with its own short
-// deadline; if it cannot run, the connection is closed, which ends the session and its
-// locks on the server. A waiting lock statement that fails (ctx cancelled, lock_timeout)
-// is cleaned up the same way, since a session lock granted just before a cancel survives
-// the error.
+// deadline; a transaction fn left open on the connection is rolled back first. If the release
+// cannot run, the connection is closed, which ends the session and, as soon as the server
+// notices, its locks.
+//
+// A lock statement that fails (ctx cancelled, lock_timeout) is cleaned up the same way,
+// since a session lock granted just before a cancel survives the error. When ctx ends the
+// wait, the server is told to stop waiting as well: pgx only closes the connection, and the
+// server would otherwise still take the lock, for a moment, once it is freed.
 //
 // Cost: a pool acquire, one statement to lock and one to unlock; a connection is held for as
 // long as fn runs. Advisory locks are re-entrant within a session but not across pooled
@@ -67,6 +72,7 @@ func withSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, try boo
 		_, err = conn.Exec(ctx, sqlSessionLock, key)
 	}
 	if err != nil {
+		cancelOrphan(ctx, conn.PgConn(), err)
 		unlockAll(ctx, conn)
 		return lockErr(err, fmt.Sprintf("session advisory lock %d", key))
 	}
@@ -78,12 +84,25 @@ func withSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, try boo
 }
 
 // unlockAll releases the connection's session advisory locks, on a context that is not
-// cancelled with ctx, or closes the connection if it cannot.
+// cancelled with ctx, or closes the connection if it cannot. A transaction fn left open (or
+// failed) is rolled back first: session locks survive the rollback, and a failed transaction
+// would refuse the unlock.
 func unlockAll(ctx context.Context, conn *pgx.Conn) {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if _, err := conn.Exec(uctx, sqlUnlockAll); err != nil {
-		// The session ends with the connection, and its locks with the session.
+	var err error
+	if conn.IsClosed() {
+		return
+	}
+	if conn.PgConn().TxStatus() != 'I' {
+		_, err = conn.Exec(uctx, sqlRollback)
+	}
+	if err == nil {
+		_, err = conn.Exec(uctx, sqlUnlockAll)
+	}
+	if err != nil {
+		// The session ends with the connection, and its locks with the session (as soon as
+		// the server notices).
 		_ = conn.Close(uctx)
 	}
 }
