@@ -517,3 +517,36 @@ func TestRedisLostKeyReplayedByPostgres(t *testing.T) {
 	assert.Equal(t, int64(1), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }
+
+// Inside the caller's transaction the guard cannot know whether the key will commit: the
+// caller rolls back after Do returned, so a retry must run again rather than get a cached
+// response for a write that never happened.
+func TestGuardJoinedTransactionIsNotCached(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	createOrders(t, db.Pool)
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: 5 * time.Second})
+	d := dedupe.New(nil)
+	ctx := context.Background()
+	req := dedupe.Request{Scope: "orders.create", Key: "joined"}
+	var calls atomic.Int64
+
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	res, err := g.Do(ctx, d, tx, req, insertOrder(&calls, req.Key))
+	require.NoError(t, err)
+	require.False(t, res.Replayed)
+	require.NoError(t, tx.Rollback(ctx))
+
+	s, err := g.Check(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, redisguard.StateFirst, s.State, "the mark was released, not committed")
+	require.NoError(t, s.Release(ctx))
+
+	res, err = g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
+	require.NoError(t, err)
+	assert.False(t, res.Replayed, "the retry ran: the rolled-back write was not replayed")
+	assert.False(t, redisguard.ServedFromRedis(res))
+	assert.Equal(t, int64(2), calls.Load())
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
+}

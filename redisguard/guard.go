@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pgonce/pgonce/dedupe"
@@ -272,6 +273,9 @@ type Runner interface {
 //
 //   - StateFirst: r.Do runs. On success its response is committed to Redis (Commit) and
 //     returned; on error or panic the mark is released (Release) and the error returned.
+//     When db is a pgx.Tx (r.Do joins the caller's transaction, which commits after Do
+//     returns, or not at all), the mark is released on success too and nothing is cached:
+//     the next duplicate asks PostgreSQL.
 //   - StateInProgress: a *dedupe.KeyError wrapping ErrInProgress (errors.Is(err,
 //     dedupe.ErrInProgress) is true), whatever the request's fingerprint (the mark does not
 //     hold one); PostgreSQL is not asked.
@@ -327,7 +331,11 @@ func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Reque
 		}
 	}()
 	res, err = r.Do(ctx, db, req, fn)
-	committed = err == nil
+	// In a joined transaction the key commits (or rolls back) with the caller's transaction,
+	// after Do returns: caching the response now could replay a write that never commits.
+	// The mark is released instead; duplicates meanwhile wait on PostgreSQL's unique index.
+	_, joined := db.(pgx.Tx)
+	committed = err == nil && !joined
 	return res, err
 }
 
