@@ -21,7 +21,8 @@ import (
 func startOrders(t *testing.T, db *pgtest.DB, cfg ordersvc.Config, n int) ([]*ordersvc.Service, []string) {
 	t.Helper()
 	cfg.DatabaseURL = db.URL
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	// Warnings (Redis calls that failed or timed out) go to the test's output.
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var svcs []*ordersvc.Service
 	var urls []string
 	for i := range n {
@@ -65,7 +66,12 @@ func TestOrdersEndToEndWithRedis(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	prefix := harness.Prefix(t)
-	svcs, urls := startOrders(t, db, ordersvc.Config{RedisURL: harness.RedisURL(t), RedisPrefix: prefix}, 2)
+	// A generous Redis timeout: under -race on a loaded CI machine the default 100ms can
+	// expire; the guard then fails open (still no duplicate), but a timed-out commit leaves
+	// its mark "in progress" and a later mismatch would get 409 instead of the 422 counted
+	// below. Timeouts have their own fault tests.
+	cfg := ordersvc.Config{RedisURL: harness.RedisURL(t), RedisPrefix: prefix, RedisTimeout: 5 * time.Second}
+	svcs, urls := startOrders(t, db, cfg, 2)
 	ctx := context.Background()
 	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 1000))
 	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "widget", InitialStock: 1000, Keys: 100, SendsPerKey: 5, Mismatches: 5, RunID: prefix}, db.Pool)

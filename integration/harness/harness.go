@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
@@ -71,8 +72,14 @@ func Prefix(tb testing.TB) string {
 }
 
 // Main runs the tests and then removes any container the harness started.
+// It also installs go-redis's logger for the binary (see onceLogger).
 func Main(m *testing.M) int {
+	logger := &onceLogger{seen: map[string]int{}}
+	redis.SetLogger(logger)
 	code := m.Run()
+	if s := logger.summary(); s != "" {
+		fmt.Fprintln(os.Stderr, s)
+	}
 	for _, s := range []*lazyServer{&pgServer, &redisServer} {
 		if s.container != nil {
 			_ = testcontainers.TerminateContainer(s.container)

@@ -238,3 +238,35 @@ func (t *tail) String() string {
 	defer t.mu.Unlock()
 	return strings.Join(t.lines, "\n")
 }
+
+// onceLogger is go-redis's internal logger for test binaries. Tests that stop Redis on
+// purpose make go-redis log every failed dial, thousands of identical lines that would bury
+// a failing test's output: each distinct message format is printed the first time only, and
+// Main prints how many were held back.
+type onceLogger struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (l *onceLogger) Printf(_ context.Context, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen[format]++
+	if l.seen[format] == 1 {
+		fmt.Fprintf(os.Stderr, "redis: "+format+" (repeats are counted, not printed)\n", v...)
+	}
+}
+
+// summary reports how many messages were held back.
+func (l *onceLogger) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := 0
+	for _, n := range l.seen {
+		held += n - 1
+	}
+	if held == 0 {
+		return ""
+	}
+	return fmt.Sprintf("redis: %d repeated go-redis log lines were not printed", held)
+}

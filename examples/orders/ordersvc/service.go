@@ -27,6 +27,9 @@ type Config struct {
 	RedisURL string
 	// RedisPrefix starts the service's Redis keys; default "orders:".
 	RedisPrefix string
+	// RedisTimeout bounds each Redis call of the guard; default 100ms. Past it the request
+	// is served through PostgreSQL alone (see redisguard.GuardOptions.Timeout).
+	RedisTimeout time.Duration
 	// Instance names this process in logs and in the reports it builds; default host:pid.
 	Instance string
 	// LockWait bounds how long a request waits for a concurrent request with the same key
@@ -95,7 +98,8 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		// responses replay from Redis without touching PostgreSQL, and when Redis is slow
 		// or down requests go straight to PostgreSQL, whose unique index stays the authority.
 		guard := redisguard.NewGuard(s.redis, &redisguard.GuardOptions{
-			Prefix: cmp.Or(cfg.RedisPrefix, "orders:"),
+			Prefix:  cmp.Or(cfg.RedisPrefix, "orders:"),
+			Timeout: cfg.RedisTimeout,
 			OnError: func(ctx context.Context, op string, err error) {
 				s.log.WarnContext(ctx, "redis unavailable, serving through PostgreSQL", "op", op, "error", err)
 			},
