@@ -145,6 +145,9 @@ func Cases() []Case {
 		create("hand-key-response", "2b plain + key row + response UPDATE, by hand", func(_ context.Context, env *Env, cell string) (Workload, error) {
 			return Workload{Keys: newKeys(cell), Do: KeyRowAndResponseByHand(env.Pool)}, nil
 		}),
+		create("hand-pipelined", "2c as 2b, in plain's 3 round trips (pipelined), by hand", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: KeyRowAndResponsePipelined(env.Pool)}, nil
+		}),
 		create("replay", "3 toolkit replay (keys committed)", func(ctx context.Context, env *Env, cell string) (Workload, error) {
 			do := Toolkit(env.Pool, env.Deduper)
 			keys, err := seedReplays(ctx, env, do, cell)

@@ -1,14 +1,16 @@
-// Command benchtable runs the comparison (integration/bench) for a fixed time per cell and
-// prints one Markdown table and the target ratios. `make bench` runs it. It uses
+// Command benchtable runs the comparison (integration/bench) in interleaved rounds of a fixed
+// time per cell and prints one Markdown table, the target ratios and where the core's cost goes. `make bench` runs it. It uses
 // DEDUPE_TEST_DATABASE_URL and database 15 of DEDUPE_TEST_REDIS_URL.
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,22 +20,26 @@ import (
 )
 
 func main() {
-	warmup := flag.Duration("warmup", time.Second, "warm-up per cell (not measured)")
-	duration := flag.Duration("duration", 3*time.Second, "measured time per cell")
+	warmup := flag.Duration("warmup", 300*time.Millisecond, "warm-up before each measured round (not measured)")
+	duration := flag.Duration("duration", time.Second, "measured time per cell and round")
+	rounds := flag.Int("rounds", 3, "interleaved rounds per cell; the table shows each cell's median round")
 	levels := flag.String("clients", "1,8,32", "client counts")
 	only := flag.String("only", "", "regexp: run only cases whose id matches")
 	flag.Parse()
-	if err := run(*warmup, *duration, *levels, *only); err != nil {
+	if err := run(*warmup, *duration, *rounds, *levels, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
 }
 
-func run(warmup, duration time.Duration, levels, only string) error {
+func run(warmup, duration time.Duration, rounds int, levels, only string) error {
 	ctx := context.Background()
 	pgURL, redisURL := os.Getenv(pgtest.EnvDatabaseURL), os.Getenv(pgtest.EnvRedisURL)
 	if pgURL == "" || redisURL == "" {
 		return fmt.Errorf("%s", pgtest.HowTo)
+	}
+	if rounds < 1 {
+		return fmt.Errorf("-rounds must be at least 1")
 	}
 	var clients []int
 	for _, f := range strings.Split(levels, ",") {
@@ -44,29 +50,47 @@ func run(warmup, duration time.Duration, levels, only string) error {
 		clients = append(clients, n)
 	}
 	match := regexp.MustCompile(only)
+	var cases []bench.Case
+	for _, c := range bench.Cases() {
+		if match.MatchString(c.ID) {
+			cases = append(cases, c)
+		}
+	}
 	env, drop, err := bench.Open(ctx, pgURL, redisURL)
 	if err != nil {
 		return err
 	}
 	defer drop()
 
+	// Rounds are interleaved: at one client count, every case runs once, then every case
+	// again, and so on. A machine whose speed drifts (a shared or throttled host) then
+	// slows all cases of a round alike instead of whichever case ran at the wrong moment,
+	// and the median round discards the outliers.
 	start := time.Now()
-	results := map[string]bench.Measurement{} // id/clients -> result
+	samples := map[string][]bench.Measurement{} // id/clients -> one per round
+	for _, n := range clients {
+		for r := range rounds {
+			fmt.Fprintf(os.Stderr, "benchtable: %d clients, round %d/%d (%s)\n", n, r+1, rounds, time.Since(start).Round(time.Second))
+			for _, c := range cases {
+				cell, err := bench.PrepareCell(ctx, env, c, n)
+				if err != nil {
+					return err
+				}
+				m, err := cell.Run(ctx, warmup, duration, 0)
+				if err != nil {
+					return err
+				}
+				id := fmt.Sprintf("%s/%d", c.ID, n)
+				samples[id] = append(samples[id], m)
+			}
+		}
+	}
+	results := map[string]bench.Measurement{} // id/clients -> median round
 	fmt.Println("| benchmark | clients | ops/s | p50 ms | p99 ms | 409s | duplicate effects | attempts/success | allocs/op |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
-	for _, c := range bench.Cases() {
-		if !match.MatchString(c.ID) {
-			continue
-		}
+	for _, c := range cases {
 		for _, n := range clients {
-			cell, err := bench.PrepareCell(ctx, env, c, n)
-			if err != nil {
-				return err
-			}
-			m, err := cell.Run(ctx, warmup, duration, 0)
-			if err != nil {
-				return err
-			}
+			m := median(samples[fmt.Sprintf("%s/%d", c.ID, n)])
 			results[fmt.Sprintf("%s/%d", c.ID, n)] = m
 			dups, attempts := "", ""
 			if c.Group == "create" {
@@ -79,6 +103,8 @@ func run(warmup, duration time.Duration, levels, only string) error {
 				ms(m.Stats.P50), ms(m.Stats.P99), m.Stats.InProgress, dups, attempts, m.Allocs)
 		}
 	}
+	fmt.Printf("\nEach row: the round with the median ops/s (and its p50, p99, allocs) of %d interleaved rounds of %v,\n"+
+		"after %v of warm-up each; duplicate effects (warm-ups included) and 409s are totals over all rounds.\n", rounds, duration, warmup)
 	fmt.Printf("\nTargets (ratios of ops/s in this run; %s):\n\n", time.Since(start).Round(time.Second))
 	ratio := func(label, a, b string, target float64) {
 		ma, okA := results[a]
@@ -106,6 +132,20 @@ func run(warmup, duration time.Duration, levels, only string) error {
 		ratio("FOR UPDATE helper / by hand, "+ns+" clients", "forupdate/"+ns, "forupdate-hand/"+ns, 0.90)
 		ratio("guard check / bare INCR, "+ns+" clients", "guard-check/"+ns, "incr/"+ns, 0.90)
 	}
+	fmt.Printf("\nWhere the core's cost goes (no target):\n\n")
+	for _, n := range clients {
+		ns := strconv.Itoa(n)
+		info := func(label, a, b string) {
+			if ma, okA := results[a]; okA {
+				if mb, okB := results[b]; okB && mb.Stats.OpsPerSec() > 0 {
+					fmt.Printf("- %s, %d clients: %.2f\n", label, n, ma.Stats.OpsPerSec()/mb.Stats.OpsPerSec())
+				}
+			}
+		}
+		info("key row by hand (2a) / plain", "hand-key/"+ns, "plain/"+ns)
+		info("key row + response, pipelined to plain's round trips (2c) / the same in 5 round trips (2b)", "hand-pipelined/"+ns, "hand-key-response/"+ns)
+		info("pipelined by hand (2c) / plain", "hand-pipelined/"+ns, "plain/"+ns)
+	}
 	for _, id := range []string{"toolkit", "replay", "redis-replay", "redis-flushed"} {
 		for _, n := range clients {
 			if m, ok := results[fmt.Sprintf("%s/%d", id, n)]; ok && m.Dups != 0 {
@@ -114,6 +154,20 @@ func run(warmup, duration time.Duration, levels, only string) error {
 		}
 	}
 	return nil
+}
+
+// median returns the round with the median throughput, except that duplicate effects and
+// 409s are summed over all rounds: any duplicate in any round must show.
+func median(ms []bench.Measurement) bench.Measurement {
+	sorted := slices.Clone(ms)
+	slices.SortFunc(sorted, func(a, b bench.Measurement) int { return cmp.Compare(a.Stats.OpsPerSec(), b.Stats.OpsPerSec()) })
+	m := sorted[len(sorted)/2]
+	m.Dups, m.Stats.InProgress = 0, 0
+	for _, r := range ms {
+		m.Dups += r.Dups
+		m.Stats.InProgress += r.Stats.InProgress
+	}
+	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
