@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 )
 
 // Report is what the checker found.
@@ -27,6 +27,12 @@ type Report struct {
 	Injected       int // requests that told the server to fail after its writes
 	Abandoned      int // requests the client gave up on after 1-20ms
 	Violations     []string
+}
+
+// Querier reads the database; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // OK reports whether no invariant was violated.
@@ -78,7 +84,7 @@ type dbKey struct {
 //  4. a key whose every attempt was answered 5xx has no order and no stored key;
 //  5. every 201 seen names an order that exists with that key, sku and quantity;
 //  6. stock is never negative and equals the seeded stock minus the orders' quantities.
-func Check(ctx context.Context, pool *pgxpool.Pool, rec *Record, skus map[string]int) (Report, error) {
+func Check(ctx context.Context, pool Querier, rec *Record, skus map[string]int) (Report, error) {
 	var rep Report
 	prefix := rec.RunID + "-%"
 	orders := map[string][]dbOrder{}
