@@ -60,14 +60,29 @@ func backendPID(ctx context.Context, tx pgx.Tx) (int32, error) {
 // A server-side wait cannot be observed through a channel; this polls the condition itself.
 func waitBlockedBy(t *testing.T, pool *pgxpool.Pool, holderPID int32, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	pollBlocked(t, pool, holderPID, func(blocked int) bool { return blocked >= n }, 30*time.Second,
+		fmt.Sprintf("no %d backends became blocked by pid %d within 30s", n, holderPID))
+}
+
+// waitNotBlockedBy polls the server until no backend waits on a lock held by holderPID.
+func waitNotBlockedBy(t *testing.T, pool *pgxpool.Pool, holderPID int32) {
+	t.Helper()
+	pollBlocked(t, pool, holderPID, func(blocked int) bool { return blocked == 0 }, 10*time.Second,
+		fmt.Sprintf("a backend still waits on pid %d's lock 10s after its client gave up", holderPID))
+}
+
+// pollBlocked polls how many backends wait on a lock held by holderPID until done says so,
+// failing the test with msg after limit.
+func pollBlocked(t *testing.T, pool *pgxpool.Pool, holderPID int32, done func(blocked int) bool, limit time.Duration, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID) >= n {
+		if done(count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID)) {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("no %d backends became blocked by pid %d within 30s", n, holderPID)
+	t.Fatal(msg)
 }
 
 // holder runs Do for key in the background with a function that claims the key and then

@@ -854,19 +854,6 @@ func TestPessimisticRetryTxBounds(t *testing.T) {
 	assert.ErrorIs(t, err, pessimistic.ErrNilDB)
 }
 
-// waitNotBlockedBy polls the server until no backend waits on a lock held by holderPID.
-func waitNotBlockedBy(t *testing.T, pool *pgxpool.Pool, holderPID int32) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID) == 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("a backend still waits on pid %d's lock 10s after its client gave up", holderPID)
-}
-
 // A row lock or advisory lock whose caller gives up while waiting returns promptly, and the
 // server stops waiting too (no orphaned backend queued for the lock).
 func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
