@@ -121,3 +121,42 @@ func TestQuorumLockCounterExact(t *testing.T) {
 	counterUnderLock(t, locker, "counter", 8, 50, redisguard.ExponentialRetry(500*time.Microsecond, 5*time.Millisecond))
 	t.Logf("8x50 quorum holds in %v", time.Since(began))
 }
+
+// The validity of a quorum lock is TTL − elapsed − drift (TTL·DriftFactor + 2ms), counted
+// from before the first request: Expiry says so, and when the drift allowance leaves no
+// validity the lock is refused and what was taken is released on every node.
+func TestQuorumValidityAccountsForDrift(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var nodes []redisguard.Client
+	var clients []*redis.Client
+	for range 3 {
+		c := harness.StartRedis(t).Client()
+		nodes, clients = append(nodes, c), append(clients, c)
+	}
+	ttl := 4 * time.Second
+	half, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 0.5})
+	require.NoError(t, err)
+	before := time.Now()
+	lock, err := half.Obtain(ctx, "drift", ttl, nil)
+	after := time.Now()
+	require.NoError(t, err)
+	drift := ttl/2 + 2*time.Millisecond
+	assert.False(t, lock.Expiry().Before(before.Add(ttl-drift)), "expiry %v not before start + TTL - drift", lock.Expiry())
+	assert.False(t, lock.Expiry().After(after.Add(ttl-drift)), "expiry %v counts the drift allowance", lock.Expiry())
+	require.NoError(t, lock.Release(ctx))
+
+	// A drift allowance of the whole TTL (+2ms) leaves no validity however fast the nodes are.
+	none, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 1})
+	require.NoError(t, err)
+	_, err = none.Obtain(ctx, "drift", ttl, nil)
+	require.ErrorIs(t, err, redisguard.ErrNotObtained)
+	for i, c := range clients {
+		n, err := c.Exists(ctx, redisguard.DefaultPrefix+"lock:{drift}").Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "node %d: the refused attempt was released", i)
+	}
+	lock, err = half.Obtain(ctx, "drift", ttl, nil)
+	require.NoError(t, err, "nothing was left behind to block the next holder")
+	require.NoError(t, lock.Release(ctx))
+}
