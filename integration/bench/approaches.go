@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/redisguard"
 )
 
 // Schema is created once per benchmark database, next to the toolkit's migrations.
@@ -68,9 +69,13 @@ func Plain(pool *pgxpool.Pool) Do {
 }
 
 // Toolkit is dedupe.Do around the same insert, fingerprinting the payload.
-func Toolkit(pool *pgxpool.Pool, d *dedupe.Deduper) Do {
+func Toolkit(pool *pgxpool.Pool, d *dedupe.Deduper) Do { return viaRunner(pool, d) }
+
+// viaRunner sends each request through r (the dedupe core, or the core behind the Redis
+// guard) around the business insert.
+func viaRunner(pool *pgxpool.Pool, r redisguard.Runner) Do {
 	return func(ctx context.Context, s Send) error {
-		_, err := d.Do(ctx, pool, dedupe.Request{
+		_, err := r.Do(ctx, pool, dedupe.Request{
 			Scope:       "bench.orders",
 			Key:         s.Key,
 			Fingerprint: dedupe.Fingerprint("POST", "/orders", s.Payload),

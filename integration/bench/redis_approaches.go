@@ -19,21 +19,7 @@ import (
 
 // ToolkitRedis is the dedupe core with the Redis guard in front.
 func ToolkitRedis(pool *pgxpool.Pool, d *dedupe.Deduper, g *redisguard.Guard) Do {
-	runner := g.Wrap(d)
-	return func(ctx context.Context, s Send) error {
-		_, err := runner.Do(ctx, pool, dedupe.Request{
-			Scope:       "bench.orders",
-			Key:         s.Key,
-			Fingerprint: dedupe.Fingerprint("POST", "/orders", s.Payload),
-		}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-			id, err := insertOrder(ctx, tx, s)
-			return dedupe.Response{Status: 201, Body: fmt.Appendf(nil, `{"id":%d}`, id)}, err
-		})
-		if errors.Is(err, dedupe.ErrInProgress) {
-			return ErrInProgress
-		}
-		return err
-	}
+	return viaRunner(pool, g.Wrap(d))
 }
 
 // LockAndCache is the approach common in blog posts, Redis only: SET lock NX EX, look for a
