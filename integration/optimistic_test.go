@@ -21,16 +21,24 @@ import (
 
 const productsDDL = `CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL DEFAULT '', stock integer NOT NULL CHECK (stock >= 0), version bigint NOT NULL DEFAULT 1)`
 
+// productsDB is a test database holding productsDDL's table with the given rows
+// (an SQL VALUES list of (sku, stock)).
+func productsDB(t *testing.T, opts *pgtest.Options, values string) *pgtest.DB {
+	t.Helper()
+	db := harness.DB(t, opts)
+	_, err := db.Pool.Exec(context.Background(), productsDDL+`; INSERT INTO products (sku, stock) VALUES `+values)
+	require.NoError(t, err)
+	return db
+}
+
 var products = optimistic.Table{Name: pgx.Identifier{"products"}, ID: "sku"}
 
 // 16 goroutines x 200 decrements of one row: no lost update, the version counts every write,
 // and Retry's attempt counts add up to exactly the calls it made (successes + stale ones).
 func TestOptimisticDecrementsAreExact(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, &pgtest.Options{MaxConns: 16})
+	db := productsDB(t, &pgtest.Options{MaxConns: 16}, `('hot', 5000)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('hot', 5000)`)
-	require.NoError(t, err)
 	pgtest.Warm(t, db.Pool, 16)
 	var reported, calls, stale atomic.Int64
 	attempt := func(ctx context.Context) error {
@@ -77,10 +85,8 @@ func TestOptimisticDecrementsAreExact(t *testing.T) {
 
 func TestOptimisticStaleAndNotFound(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 10)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 10)`)
-	require.NoError(t, err)
 
 	v, err := products.Update(ctx, db.Pool, "a", 1, optimistic.Set{Column: "stock", Value: 9})
 	require.NoError(t, err)

@@ -37,10 +37,8 @@ func decrementLocked(ctx context.Context, pool *pgxpool.Pool, sku string, n int)
 // 16 goroutines x 200 decrements through FOR UPDATE: exact, with no retries at all.
 func TestPessimisticForUpdateDecrementsAreExact(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, &pgtest.Options{MaxConns: 16})
+	db := productsDB(t, &pgtest.Options{MaxConns: 16}, `('hot', 5000)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('hot', 5000)`)
-	require.NoError(t, err)
 	pgtest.Warm(t, db.Pool, 16)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -81,10 +79,8 @@ func holdRow(t *testing.T, pool *pgxpool.Pool, sku string) (pid int32, release f
 // transaction stays usable. lock_timeout is restored after the statement.
 func TestPessimisticNoWaitAndLockTimeout(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 1), ('b', 1)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1), ('b', 1)`)
-	require.NoError(t, err)
 	_, release := holdRow(t, db.Pool, "a")
 
 	for name, l := range map[string]pessimistic.Lock{
@@ -113,7 +109,7 @@ func TestPessimisticNoWaitAndLockTimeout(t *testing.T) {
 
 	// SKIP LOCKED on a locked row looks like no row.
 	_, release = holdRow(t, db.Pool, "a")
-	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		return pessimistic.Lock{Mode: pessimistic.SkipLocked}.Row(ctx, tx, productsTable, "sku", "a", nil)
 	})
 	assert.ErrorIs(t, err, pessimistic.ErrNotFound)
@@ -348,10 +344,8 @@ func TestPessimisticRunOnce(t *testing.T) {
 // surfaces as ErrDeadlock; RetryTx reruns it and both succeed.
 func TestPessimisticDeadlock(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, &pgtest.Options{MaxConns: 4})
+	db := productsDB(t, &pgtest.Options{MaxConns: 4}, `('a', 100), ('b', 100)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 100), ('b', 100)`)
-	require.NoError(t, err)
 
 	for _, retry := range []bool{false, true} {
 		var firstLocked sync.WaitGroup
@@ -498,10 +492,8 @@ func TestPessimisticRowWhereCompositeKey(t *testing.T) {
 // refused or granted, and its error says what it was locking.
 func TestPessimisticLockTimeoutRestoresCallerSetting(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 1), ('b', 1)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1), ('b', 1)`)
-	require.NoError(t, err)
 	holderPID, release := holdRow(t, db.Pool, "a")
 	defer release()
 
@@ -535,10 +527,8 @@ func TestPessimisticLockTimeoutRestoresCallerSetting(t *testing.T) {
 // error comes back and the transaction is still usable.
 func TestPessimisticQueryCallbackErrorKeepsTxUsable(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 1), ('b', 1)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1), ('b', 1)`)
-	require.NoError(t, err)
 	boom := errors.New("cannot process row")
 	for name, l := range map[string]pessimistic.Lock{
 		"nowait":  {Mode: pessimistic.NoWait},
@@ -562,10 +552,8 @@ func TestPessimisticQueryCallbackErrorKeepsTxUsable(t *testing.T) {
 // swallow it and silently leave the rows unlocked.
 func TestPessimisticQueryTrailingComment(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 1)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1)`)
-	require.NoError(t, err)
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
@@ -858,10 +846,8 @@ func TestPessimisticRetryTxBounds(t *testing.T) {
 // server stops waiting too (no orphaned backend queued for the lock).
 func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, nil)
+	db := productsDB(t, nil, `('a', 1)`)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, productsDDL+`; INSERT INTO products (sku, stock) VALUES ('a', 1)`)
-	require.NoError(t, err)
 	holderPID, release := holdRow(t, db.Pool, "a")
 	defer release()
 	holder, err := db.Pool.Begin(ctx)
