@@ -33,16 +33,9 @@ func TestSameKeyConcurrently(t *testing.T) {
 	var calls atomic.Int64
 	results := make([]dedupe.Result, n)
 	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = d.Do(context.Background(), db.Pool, req, insertOrder(&calls, req.Key))
-		})
-	}
-	close(start)
-	wg.Wait()
+	together(n, func(i int) {
+		results[i], errs[i] = d.Do(context.Background(), db.Pool, req, insertOrder(&calls, req.Key))
+	})
 
 	first := 0
 	for i := range n {

@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,4 +121,19 @@ func holdKey(t *testing.T, d *dedupe.Deduper, pool *pgxpool.Pool, req dedupe.Req
 		}
 	})
 	return h
+}
+
+// together runs f(0), …, f(n-1) on n goroutines released at the same moment (a barrier, so
+// they really contend) and returns when all have finished.
+func together(n int, f func(i int)) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
 }

@@ -43,16 +43,9 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	var calls atomic.Int64
 	results := make([]dedupe.Result, n)
 	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
-		})
-	}
-	close(start)
-	wg.Wait()
+	together(n, func(i int) {
+		results[i], errs[i] = g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
+	})
 
 	var first *dedupe.Response
 	inProgress := 0
@@ -372,46 +365,39 @@ func TestRedisStoppedMidRunGuardFailsOpen(t *testing.T) {
 	var next, fromRedis, inProgress atomic.Int64
 	var calls atomic.Int64
 	errc := make(chan error, workers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			<-start
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(order) {
-					return
-				}
-				switch i {
-				case stopAt:
-					srv.Stop()
-					close(stopped)
-				case restartAt:
-					<-stopped
-					srv.Start()
-					close(restarted)
-				}
-				key := fmt.Sprintf("key-%03d", order[i])
-				res, err := g.Do(context.Background(), d, db.Pool, dedupe.Request{Scope: "orders", Key: key}, insertOrder(&calls, key))
-				if errors.Is(err, redisguard.ErrInProgress) {
-					inProgress.Add(1)
-					continue
-				}
-				if err != nil {
-					errc <- err
-					return
-				}
-				if redisguard.ServedFromRedis(res) {
-					fromRedis.Add(1)
-				}
-				mu.Lock()
-				responses[order[i]] = append(responses[order[i]], res.Response)
-				mu.Unlock()
+	together(workers, func(_ int) {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(order) {
+				return
 			}
-		})
-	}
-	close(start)
-	wg.Wait()
+			switch i {
+			case stopAt:
+				srv.Stop()
+				close(stopped)
+			case restartAt:
+				<-stopped
+				srv.Start()
+				close(restarted)
+			}
+			key := fmt.Sprintf("key-%03d", order[i])
+			res, err := g.Do(context.Background(), d, db.Pool, dedupe.Request{Scope: "orders", Key: key}, insertOrder(&calls, key))
+			if errors.Is(err, redisguard.ErrInProgress) {
+				inProgress.Add(1)
+				continue
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+			if redisguard.ServedFromRedis(res) {
+				fromRedis.Add(1)
+			}
+			mu.Lock()
+			responses[order[i]] = append(responses[order[i]], res.Response)
+			mu.Unlock()
+		}
+	})
 	close(errc)
 	for err := range errc {
 		require.NoError(t, err)

@@ -76,20 +76,13 @@ func checkFirstSightingOnce(t *testing.T, client redisguard.Client, prefix strin
 		req := dedupe.Request{Scope: "orders.create", Key: fmt.Sprintf("same-key-%d", round)}
 		states := make([]redisguard.State, n)
 		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				s, err := g.Check(context.Background(), req)
-				errs[i] = err
-				if err == nil {
-					states[i] = s.State
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		together(n, func(i int) {
+			s, err := g.Check(context.Background(), req)
+			errs[i] = err
+			if err == nil {
+				states[i] = s.State
+			}
+		})
 		first := 0
 		for i := range n {
 			require.NoError(t, errs[i], "caller %d", i)
@@ -118,16 +111,9 @@ func consumeOnce(t *testing.T, client redisguard.Client, prefix string, n int) {
 		tok, err := tokens.Issue(ctx, "checkout:user-42", time.Minute)
 		require.NoError(t, err)
 		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				errs[i] = tokens.Consume(ctx, "checkout:user-42", tok)
-			})
-		}
-		close(start)
-		wg.Wait()
+		together(n, func(i int) {
+			errs[i] = tokens.Consume(ctx, "checkout:user-42", tok)
+		})
 		ok := 0
 		for i, err := range errs {
 			if err == nil {
@@ -151,32 +137,25 @@ func counterUnderLock(t *testing.T, locker *redisguard.Locker, key string, worke
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	errc := make(chan error, workers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			<-start
-			for range perWorker {
-				lock, err := locker.Obtain(ctx, key, 10*time.Second, &redisguard.LockOptions{Retry: retry})
-				if err != nil {
-					errc <- err
-					return
-				}
-				v := counter.Load()
-				runtime.Gosched() // widen the read-modify-write window
-				if v < int64(len(tokens)) {
-					tokens[v] = lock.Token()
-				}
-				counter.Store(v + 1)
-				if err := lock.Release(ctx); err != nil {
-					errc <- err
-					return
-				}
+	together(workers, func(_ int) {
+		for range perWorker {
+			lock, err := locker.Obtain(ctx, key, 10*time.Second, &redisguard.LockOptions{Retry: retry})
+			if err != nil {
+				errc <- err
+				return
 			}
-		})
-	}
-	close(start)
-	wg.Wait()
+			v := counter.Load()
+			runtime.Gosched() // widen the read-modify-write window
+			if v < int64(len(tokens)) {
+				tokens[v] = lock.Token()
+			}
+			counter.Store(v + 1)
+			if err := lock.Release(ctx); err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
 	close(errc)
 	for err := range errc {
 		require.NoError(t, err)
