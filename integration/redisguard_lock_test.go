@@ -156,6 +156,45 @@ func TestLockReentrant(t *testing.T) {
 	require.NoError(t, next.Release(ctx))
 }
 
+// A hold that expired cannot touch a later hold of the same owner: Release, Refresh and TTL
+// of the old Lock compare its fencing token too, so they report ErrNotHeld (zero TTL) and
+// leave the new hold as it was. Expiry is simulated by deleting the lock key, which is what
+// Redis does when the TTL runs out.
+func TestLockExpiredHoldSparesNewerHoldOfSameOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	client := sharedRedis(t)
+	prefix := harness.Prefix(t)
+	locker := redisguard.NewLocker(client, &redisguard.LockerOptions{Prefix: prefix})
+	same := &redisguard.LockOptions{Owner: "X"}
+
+	old, err := locker.Obtain(ctx, "job", time.Minute, same)
+	require.NoError(t, err)
+	require.NoError(t, client.Del(ctx, prefix+"{job}").Err(), "the old hold's lease runs out")
+	fresh, err := locker.Obtain(ctx, "job", time.Minute, same)
+	require.NoError(t, err)
+	require.False(t, fresh.Reentered(), "a new hold, not a re-entry")
+	require.Greater(t, fresh.Token(), old.Token())
+	before, err := client.PTTL(ctx, prefix+"{job}").Result()
+	require.NoError(t, err)
+
+	require.ErrorIs(t, old.Refresh(ctx, time.Hour), redisguard.ErrNotHeld)
+	ttl, err := old.TTL(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, ttl, "the old hold holds nothing")
+	require.ErrorIs(t, old.Release(ctx), redisguard.ErrNotHeld)
+
+	after, err := client.PTTL(ctx, prefix+"{job}").Result()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, after, before, "the refresh did not extend the new hold")
+	_, err = locker.Obtain(ctx, "job", time.Minute, &redisguard.LockOptions{Owner: "Y"})
+	require.ErrorIs(t, err, redisguard.ErrNotObtained, "the new hold still stands")
+	ttl, err = fresh.TTL(ctx)
+	require.NoError(t, err)
+	assert.Positive(t, ttl)
+	require.NoError(t, fresh.Release(ctx))
+}
+
 // The watchdog keeps a lock past 3xTTL while the holder works: nobody else obtains it
 // meanwhile, and the work's context stays alive.
 func TestWatchdogKeepsLock(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -227,7 +228,7 @@ func (l *Locker) try(ctx context.Context, key, owner string, ttl time.Duration, 
 	if len(undo) > 0 {
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout(ttl))
 		l.roundOn(bg, undo, func(ctx context.Context, c Client) (any, error) {
-			return lockRelease.Run(ctx, c, keys, owner).Result()
+			return lockRelease.Run(ctx, c, keys, owner, "").Result()
 		})
 		cancel()
 	}
@@ -300,6 +301,9 @@ func (k *Lock) Owner() string { return k.owner }
 // that lost the lock without noticing cannot overwrite the work of the next.
 func (k *Lock) Token() int64 { return k.token }
 
+// tokenArg is the fencing token as the lock scripts compare it with the hold's 'f' field.
+func (k *Lock) tokenArg() string { return strconv.FormatInt(k.token, 10) }
+
 // Reentered reports whether Obtain joined a hold of the same owner token rather than taking
 // a free lock.
 func (k *Lock) Reentered() bool { return k.reentered }
@@ -313,13 +317,14 @@ func (k *Lock) Expiry() time.Time {
 	return k.expiry
 }
 
-// TTL returns how long Redis will keep the lock for this owner: the key's PTTL, or in quorum
-// mode the PTTL that a majority of nodes still exceed; zero when the lock is no longer held
-// by this owner. Cost: one round trip per node, in parallel.
+// TTL returns how long Redis will keep this hold: the key's PTTL, or in quorum mode the PTTL
+// that a majority of nodes still exceed; zero when the lock is no longer this hold's (held by
+// another owner, free, or a later hold of the same owner token, told apart by its larger
+// fencing token). Cost: one round trip per node, in parallel.
 func (k *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	keys := k.l.keys(k.key)
 	replies := k.l.round(ctx, k.ttl, func(ctx context.Context, c Client) (any, error) {
-		return lockPTTL.Run(ctx, c, keys, k.owner).Result()
+		return lockPTTL.Run(ctx, c, keys, k.owner, k.tokenArg()).Result()
 	})
 	var held []time.Duration
 	var errs []error
@@ -345,8 +350,9 @@ func (k *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// Refresh extends the lease to ttl from now, only if this owner still holds it (compare and
-// pexpire, lock_refresh.lua); otherwise, or when a majority of nodes cannot confirm it in
+// Refresh extends the lease to ttl from now, only if this hold still holds it: the same owner
+// token and the same fencing token (compare and pexpire, lock_refresh.lua), so a hold that
+// expired never extends a later hold of the same owner; otherwise, or when a majority of nodes cannot confirm it in
 // time, it returns a *LockError wrapping ErrNotHeld (and the nodes' errors) and changes
 // nothing that belongs to another owner. Cost: one round trip per node, in parallel.
 func (k *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
@@ -362,7 +368,7 @@ func (k *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	keys := k.l.keys(k.key)
 	start := time.Now()
 	ok, err := k.l.count(k.l.round(ctx, ttl, func(ctx context.Context, c Client) (any, error) {
-		return lockRefresh.Run(ctx, c, keys, k.owner, ttl.Milliseconds()).Result()
+		return lockRefresh.Run(ctx, c, keys, k.owner, k.tokenArg(), ttl.Milliseconds()).Result()
 	}))
 	until := k.l.validUntil(start, ttl)
 	if ok < k.l.quorum || !until.After(time.Now()) {
@@ -377,8 +383,9 @@ func (k *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// Release ends this hold (or this re-entry) if this owner still holds the lock: compare and
-// delete (lock_release.lua) on every node. It returns nil when a majority of nodes released
+// Release ends this hold (or this re-entry) if it still holds the lock: compare owner token
+// and fencing token, then delete (lock_release.lua) on every node. A hold that expired never
+// ends a later hold of the same owner token. It returns nil when a majority of nodes released
 // it; a *LockError wrapping ErrNotHeld when the lock had expired or was released already
 // (another owner's lock is never deleted); the nodes' errors when they could not be asked
 // (the lock then expires with its TTL). Cost: one round trip per node, in parallel; none
@@ -393,7 +400,7 @@ func (k *Lock) Release(ctx context.Context) error {
 	}
 	keys := k.l.keys(k.key)
 	ok, err := k.l.count(k.l.round(ctx, k.ttl, func(ctx context.Context, c Client) (any, error) {
-		return lockRelease.Run(ctx, c, keys, k.owner).Result()
+		return lockRelease.Run(ctx, c, keys, k.owner, k.tokenArg()).Result()
 	}))
 	switch {
 	case ok >= k.l.quorum:
