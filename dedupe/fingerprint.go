@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"slices"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -16,8 +17,10 @@ import (
 // gives a different one. Use the result as Request.Fingerprint.
 //
 // A body that is a single valid JSON value in valid UTF-8 is canonicalised: object members
-// sorted by key (byte order; members with the same key keep their order, so duplicated keys
-// still count), no whitespace, strings re-escaped one way, and numbers kept exactly as written
+// sorted by name, compared as encoding/json matches names (case-insensitively, by Unicode
+// simple folding), and members whose names are equal under that folding keep their order,
+// since a Go server decoding the body lets the last of them win ({"qty":1,"Qty":7} and
+// {"Qty":7,"qty":1} differ, while {"b":1,"a":2} and {"a":2,"b":1} do not), no whitespace, strings re-escaped one way, and numbers kept exactly as written
 // (1 and 1.0 differ, since a server may read them differently). Any other body is hashed as
 // bytes. Method and path are hashed as given; pass a canonical path (for query strings,
 // url.Values.Encode sorts the keys).
@@ -54,7 +57,7 @@ func canonicalJSON(body []byte) ([]byte, bool) {
 	if !utf8.Valid(body) {
 		return nil, false
 	}
-	p := canonParser{in: body}
+	p := canonParser{in: body, folds: make([]byte, 0, 256)}
 	p.skipSpace()
 	if p.i == len(p.in) {
 		return nil, false
@@ -74,6 +77,10 @@ const maxDepth = 10000
 type canonParser struct {
 	in []byte
 	i  int
+	// folds holds the folded member names of the objects being parsed, used as a stack: an
+	// object appends its names' folds and truncates back when it is done, so nested objects
+	// share one buffer.
+	folds []byte
 }
 
 func (p *canonParser) skipSpace() {
@@ -310,6 +317,7 @@ func (p *canonParser) array(out []byte, depth int) ([]byte, bool) {
 // object's scratch buffer.
 type member struct {
 	name       []byte
+	fold       [2]int // span of the folded name (appendFolded) in canonParser.folds
 	start, end int
 }
 
@@ -341,7 +349,9 @@ func (p *canonParser) object(out []byte, depth int) ([]byte, bool) {
 		if scratch, ok = p.value(scratch, depth); !ok {
 			return out, false
 		}
-		members = append(members, member{name: name, start: start, end: len(scratch)})
+		fstart := len(p.folds)
+		p.folds = appendFolded(p.folds, name)
+		members = append(members, member{name: name, fold: [2]int{fstart, len(p.folds)}, start: start, end: len(scratch)})
 		p.skipSpace()
 		if p.i >= len(p.in) {
 			return out, false
@@ -356,7 +366,13 @@ func (p *canonParser) object(out []byte, depth int) ([]byte, bool) {
 		p.i++
 		break
 	}
-	slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.name, b.name) })
+	// Sorted by folded name, stable: encoding/json matches member names to struct fields
+	// case-insensitively and the last match wins, so names equal under folding keep the order
+	// they came in ({"a":1,"A":7} and {"A":7,"a":1} decode differently, and must differ here).
+	slices.SortStableFunc(members, func(a, b member) int {
+		return bytes.Compare(p.folds[a.fold[0]:a.fold[1]], p.folds[b.fold[0]:b.fold[1]])
+	})
+	p.folds = p.folds[:members[0].fold[0]]
 	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
@@ -367,6 +383,35 @@ func (p *canonParser) object(out []byte, depth int) ([]byte, bool) {
 		out = append(out, scratch[m.start:m.end]...)
 	}
 	return append(out, '}'), true
+}
+
+// appendFolded appends name with every rune replaced by the smallest rune of its Unicode
+// simple case-folding orbit (ASCII letters upper-cased), so two names fold to the same bytes
+// exactly when bytes.EqualFold holds for them: the equivalence encoding/json matches names by.
+func appendFolded(out, in []byte) []byte {
+	for i := 0; i < len(in); {
+		c := in[i]
+		if c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(in[i:])
+		// The smallest rune of r's orbit: SimpleFold walks the orbit in increasing order and
+		// wraps around to its smallest member.
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < r {
+				r = f
+				break
+			}
+		}
+		out = utf8.AppendRune(out, r)
+		i += n
+	}
+	return out
 }
 
 // appendString writes s as a JSON string with a single escaping rule: the two characters JSON

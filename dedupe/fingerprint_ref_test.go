@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -86,7 +87,8 @@ func refCanonObject(dec *json.Decoder, out *bytes.Buffer) error {
 	if _, err := dec.Token(); err != nil { // '}'
 		return err
 	}
-	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	// By folded name, stable: names equal under case folding keep their order.
+	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(refFold(a.key), refFold(b.key)) })
 	out.WriteByte('{')
 	for i, m := range members {
 		if i > 0 {
@@ -98,6 +100,20 @@ func refCanonObject(dec *json.Decoder, out *bytes.Buffer) error {
 	}
 	out.WriteByte('}')
 	return nil
+}
+
+// refFold maps every rune to the smallest member of its simple-folding orbit, found by walking
+// the whole orbit.
+func refFold(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 func refCanonArray(dec *json.Decoder, out *bytes.Buffer) error {

@@ -2,9 +2,11 @@ package dedupe_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgonce/pgonce/dedupe"
 )
@@ -48,6 +50,39 @@ func TestFingerprintDifferentRequest(t *testing.T) {
 	assert.NotEqual(t,
 		dedupe.Fingerprint("POST", "/", []byte(`{"a":1,"a":2}`)),
 		dedupe.Fingerprint("POST", "/", []byte(`{"a":2,"a":1}`)))
+}
+
+// Bodies that a Go server decodes differently get different fingerprints. encoding/json
+// matches member names to fields case-insensitively (Unicode simple folding) and the last
+// match wins, so members whose names fold alike must keep their order; members that do not
+// fold alike may still be reordered freely.
+func TestFingerprintFollowsCaseInsensitiveDecoding(t *testing.T) {
+	type order struct {
+		SKU      string `json:"sku"`
+		Quantity int    `json:"quantity"`
+	}
+	decode := func(body string) order {
+		var o order
+		require.NoError(t, json.Unmarshal([]byte(body), &o))
+		return o
+	}
+	for name, pair := range map[string][2]string{
+		"ascii case":  {`{"sku":"S","quantity":1,"Quantity":7}`, `{"sku":"S","Quantity":7,"quantity":1}`},
+		"all upper":   {`{"QUANTITY":2,"quantity":3}`, `{"quantity":3,"QUANTITY":2}`},
+		"kelvin sign": {`{"s\u212au":"A","sku":"B"}`, `{"sku":"B","s\u212au":"A"}`},
+		"long s":      {`{"\u017fku":"A","SKU":"B"}`, `{"SKU":"B","\u017fku":"A"}`},
+	} {
+		require.NotEqual(t, decode(pair[0]), decode(pair[1]), "%s: the bodies decode differently", name)
+		assert.NotEqual(t,
+			dedupe.Fingerprint("POST", "/orders", []byte(pair[0])),
+			dedupe.Fingerprint("POST", "/orders", []byte(pair[1])), name)
+	}
+	// Names that differ beyond case still sort: the order of unrelated members is free.
+	same := [2]string{`{"Quantity":7,"sku":"S"}`, `{"sku":"S","Quantity":7}`}
+	require.Equal(t, decode(same[0]), decode(same[1]))
+	assert.Equal(t,
+		dedupe.Fingerprint("POST", "/orders", []byte(same[0])),
+		dedupe.Fingerprint("POST", "/orders", []byte(same[1])))
 }
 
 func TestFingerprintNonJSONBodies(t *testing.T) {
