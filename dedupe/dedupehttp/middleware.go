@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -337,12 +338,19 @@ func routePattern(r *http.Request) string {
 }
 
 // canonicalTarget is the path plus the query with its parameters sorted, so that
-// ?a=1&b=2 and ?b=2&a=1 fingerprint alike.
+// ?a=1&b=2 and ?b=2&a=1 fingerprint alike. A query that does not parse (a ';' separator, a
+// bad %-escape) is kept as its raw bytes, after "?!": url.Values silently drops the pairs it
+// cannot parse, which would make ?amount=1;to=alice and ?amount=9;to=mallory look alike.
+// Encode escapes '!', so the raw form never equals a canonical one.
 func canonicalTarget(r *http.Request) string {
 	if r.URL.RawQuery == "" {
 		return r.URL.EscapedPath()
 	}
-	return r.URL.EscapedPath() + "?" + r.URL.Query().Encode()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return r.URL.EscapedPath() + "?!" + r.URL.RawQuery
+	}
+	return r.URL.EscapedPath() + "?" + q.Encode()
 }
 
 func withBody(r *http.Request, body []byte) *http.Request {

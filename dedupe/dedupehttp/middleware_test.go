@@ -191,6 +191,28 @@ func TestFingerprintMismatch422(t *testing.T) {
 	assert.Equal(t, 1, f.orders(t))
 }
 
+// A query string that url.Values cannot parse is fingerprinted as its raw bytes: the pairs it
+// would drop (after a ';', around a bad %-escape) still tell requests apart, while the same
+// raw query is still a replay.
+func TestUnparseableQueryIsFingerprinted(t *testing.T) {
+	for name, q := range map[string][2]string{
+		"semicolon":  {"?amount=1;to=alice", "?amount=9;to=mallory"},
+		"bad escape": {"?amount=1&to=%zz", "?amount=9&to=%zz"},
+		"mixed":      {"?to=%zz", "?to=%yy"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, dedupehttp.Config{})
+			require.Equal(t, http.StatusCreated, f.do("POST", "/orders"+q[0], "k", `{"qty":1}`).Code)
+			w := f.do("POST", "/orders"+q[0], "k", `{"qty":1}`)
+			assert.Equal(t, http.StatusCreated, w.Code)
+			assert.Equal(t, "true", w.Header().Get("Idempotent-Replayed"), "the same raw query replays")
+			w = f.do("POST", "/orders"+q[1], "k", `{"qty":1}`)
+			assert.Equal(t, http.StatusUnprocessableEntity, w.Code, "another raw query is another request")
+			assert.Equal(t, 1, f.orders(t))
+		})
+	}
+}
+
 func TestInProgress409WithRetryAfter(t *testing.T) {
 	f := newFixture(t, dedupehttp.Config{Runner: dedupe.New(&dedupe.Options{LockWait: 50 * time.Millisecond}), RetryAfter: 2 * time.Second})
 	f.svc.block = make(chan struct{})
