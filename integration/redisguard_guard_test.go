@@ -27,7 +27,8 @@ func TestGuardFirstSightingConcurrent(t *testing.T) {
 }
 
 // 64 goroutines run one request through the guard and the dedupe core: the function runs
-// once, one row; every other caller is turned away as in progress or gets the same response.
+// once, one row; every other caller is turned away as in progress or gets the same response,
+// and only callers that Redis neither turned away nor served open a transaction.
 // Afterwards a retry is served from Redis without a transaction.
 func TestGuardDoConcurrentSameKey(t *testing.T) {
 	t.Parallel()
@@ -48,7 +49,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	})
 
 	var first *dedupe.Response
-	inProgress := 0
+	inProgress, fromRedis := 0, 0
 	for i := range n {
 		switch {
 		case errors.Is(errs[i], redisguard.ErrInProgress):
@@ -61,6 +62,8 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 		case !results[i].Replayed:
 			require.Nil(t, first, "a second first execution")
 			first = &results[i].Response
+		case redisguard.ServedFromRedis(results[i]):
+			fromRedis++
 		}
 	}
 	require.NotNil(t, first)
@@ -71,9 +74,11 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), calls.Load(), "the function ran once")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
-	assert.Positive(t, inProgress, "duplicates in flight were turned away by Redis")
-	// Every caller turned away by Redis left PostgreSQL alone.
-	assert.Equal(t, int64(n-inProgress), counted.begins.Load())
+	// Which of the others were turned away as in progress, replayed from Redis (they came
+	// after the first committed and cached) or sent on to PostgreSQL (Redis said committed)
+	// depends on scheduling; what is promised is that the first two kinds left PostgreSQL
+	// alone.
+	assert.Equal(t, int64(n-inProgress-fromRedis), counted.begins.Load())
 
 	before := counted.begins.Load()
 	res, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
