@@ -2,6 +2,10 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -126,4 +130,40 @@ func TestOrdersReportRunsOnce(t *testing.T) {
 	assert.Equal(t, "already built", again.Outcome)
 	assert.Zero(t, again.SummariesSent)
 	assert.Equal(t, 20, count(t, db.Pool, `SELECT count(*) FROM outbox`))
+}
+
+// A NUL character, which no PostgreSQL text value can hold, is refused as an invalid order
+// (400 with a detail), and nothing changes; a product path that cannot be text is not found.
+func TestOrdersRefuseTextPostgreSQLCannotStore(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	svcs, urls := startOrders(t, db, ordersvc.Config{}, 1)
+	ctx := context.Background()
+	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 10))
+
+	for i, body := range []string{
+		`{"customer_id":"c\u00001","sku":"widget","quantity":1}`,
+		`{"customer_id":"c1","sku":"wid\u0000get","quantity":1}`,
+	} {
+		req, err := http.NewRequestWithContext(ctx, "POST", urls[0]+"/orders", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("nul-%d", i))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var p struct{ Type, Detail string }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+		assert.Equal(t, ordersvc.ProblemInvalidOrder, p.Type, body)
+		assert.Contains(t, p.Detail, "NUL", body)
+	}
+	for _, sku := range []string{"wid%00get", "%ff"} {
+		resp, err := http.Get(urls[0] + "/products/" + sku)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, sku)
+	}
+	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM orders`))
+	assert.Equal(t, 10, count(t, db.Pool, `SELECT stock FROM products WHERE sku = 'widget'`))
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,12 +50,23 @@ func (o OrderRequest) validate() error {
 	switch {
 	case o.CustomerID == "" || len(o.CustomerID) > 128:
 		return errors.New("customer_id must be 1 to 128 bytes")
+	case !storable(o.CustomerID):
+		return errors.New("customer_id must not contain a NUL character")
 	case o.SKU == "" || len(o.SKU) > 128:
 		return errors.New("sku must be 1 to 128 bytes")
+	case !storable(o.SKU):
+		return errors.New("sku must not contain a NUL character")
 	case o.Quantity < 1 || o.Quantity > MaxQuantity:
 		return fmt.Errorf("quantity must be 1 to %d", MaxQuantity)
 	}
 	return nil
+}
+
+// storable reports whether PostgreSQL accepts s as text: valid UTF-8 without NUL, which no
+// text value may hold. encoding/json already turns invalid UTF-8 into U+FFFD, but keeps
+// \u0000; a path segment may hold either.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // createOrder runs inside the idempotency transaction opened by the middleware: the stock

@@ -26,6 +26,10 @@ func (s *Service) Seed(ctx context.Context, sku, name string, stock int) error {
 }
 
 func (s *Service) getProduct(w http.ResponseWriter, r *http.Request) {
+	if !storable(r.PathValue("sku")) { // no such text in PostgreSQL, so no such product
+		problem(w, http.StatusNotFound, ProblemNotFound, "No such product", "")
+		return
+	}
 	var p Product
 	err := s.pool.QueryRow(r.Context(), `SELECT sku, name, stock, version FROM products WHERE sku = $1`, r.PathValue("sku")).
 		Scan(&p.SKU, &p.Name, &p.Stock, &p.Version)
