@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -29,13 +30,13 @@ func newQueries(table string) queries {
 	INSERT INTO %[1]s AS k (scope, key, fingerprint, expires_at)
 	VALUES ($1, $2, $3, now() + $4::bigint * interval '1 microsecond')
 	ON CONFLICT (scope, key) DO NOTHING
-	RETURNING true
+	RETURNING k.expires_at
 )
-SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false FROM claimed
+SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false, %[2]s FROM claimed
 UNION ALL
-SELECT false, k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now()
+SELECT false, k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now(), %[2]s
 FROM %[1]s k
-WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM claimed)`, table),
+WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM claimed)`, table, sqlLifeMicros),
 
 		// Re-claims an expired key in place. The WHERE is re-checked against the newest row
 		// version after any wait, so of two concurrent re-claimers exactly one gets the row.
@@ -43,7 +44,7 @@ WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM claimed)`, table),
 SET fingerprint = $3, status = NULL, headers = NULL, body = NULL, created_at = now(),
 	completed_at = NULL, expires_at = now() + $4::bigint * interval '1 microsecond'
 WHERE scope = $1 AND key = $2 AND expires_at <= now()
-RETURNING true`, table),
+RETURNING %[2]s`, table, sqlLifeMicros),
 
 		store: fmt.Sprintf(`UPDATE %[1]s
 SET status = $3, headers = $4, body = $5, completed_at = now()
@@ -64,6 +65,10 @@ WHERE ctid = ANY(ARRAY(
 ))`, table),
 	}
 }
+
+// sqlLifeMicros is the key row's remaining lifetime in microseconds, by the server's clock at
+// the moment the statement runs; claim turns it into Result.ExpiresAt on this process's clock.
+const sqlLifeMicros = "(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint"
 
 // Statements pipelined around a claim. The lock_timeout in force before the claim is kept in
 // a transaction-local custom setting and put back after it, so a bounded wait for the key
@@ -96,20 +101,26 @@ type claimRow struct {
 	headers     []byte
 	body        []byte
 	expired     bool
+	lifeMicros  int64
 }
 
 // claim makes tx the owner of (scope, key), or returns the response stored by the committed
 // earlier request with that key. A nil response and nil error mean tx owns the key. With
 // savepoint set, a savepoint is opened in the same round trip as the first claim statement.
-func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (*Response, error) {
+//
+// expiresAt is when the key row expires, on this process's clock: the row's remaining
+// lifetime by the server's clock, added to the time the statement was sent, so it is never
+// later than the true expiry whatever the two clocks say.
+func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (stored *Response, expiresAt time.Time, err error) {
 	fp := req.Fingerprint
 	if fp == nil {
 		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
 	}
 	for round := 0; round < maxClaimRounds; round++ {
 		var row claimRow
+		sent := time.Now()
 		err := d.round(ctx, tx, savepoint && round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
-			err := r.Scan(&row.inserted, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired)
+			err := r.Scan(&row.inserted, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
@@ -117,50 +128,53 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 			return err
 		})
 		if err != nil {
-			return nil, claimErr(err)
+			return nil, time.Time{}, claimErr(err)
 		}
+		expiresAt = sent.Add(time.Duration(row.lifeMicros) * time.Microsecond)
 		switch {
 		case row.inserted:
-			return nil, nil
+			return nil, expiresAt, nil
 		case !row.found:
 			// The key committed after this statement's snapshot; look again.
 			continue
 		case row.expired:
-			var won bool
+			won := false
+			sent := time.Now()
 			err := d.round(ctx, tx, false, d.q.reclaim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
-				err := r.Scan(&won)
+				err := r.Scan(&row.lifeMicros)
 				if errors.Is(err, pgx.ErrNoRows) {
 					return nil
 				}
+				won = err == nil
 				return err
 			})
 			if err != nil {
-				return nil, claimErr(err)
+				return nil, time.Time{}, claimErr(err)
 			}
 			if won {
-				return nil, nil
+				return nil, sent.Add(time.Duration(row.lifeMicros) * time.Microsecond), nil
 			}
 			// Someone else re-claimed or purged it first; look again.
 			continue
 		case !bytes.Equal(row.fingerprint, req.Fingerprint):
-			return nil, ErrFingerprintMismatch
+			return nil, time.Time{}, ErrFingerprintMismatch
 		case row.status == nil:
-			return nil, ErrIncomplete
+			return nil, time.Time{}, ErrIncomplete
 		}
 		resp := &Response{Status: int(*row.status), Body: row.body}
 		if d.opts.BodyCodec != nil {
 			if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
-				return nil, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
+				return nil, time.Time{}, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
 			}
 		}
 		if row.headers != nil {
 			if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
-				return nil, fmt.Errorf("dedupe: decode stored headers: %w", err)
+				return nil, time.Time{}, fmt.Errorf("dedupe: decode stored headers: %w", err)
 			}
 		}
-		return resp, nil
+		return resp, expiresAt, nil
 	}
-	return nil, errClaimChurn
+	return nil, time.Time{}, errClaimChurn
 }
 
 // round runs one claim statement, pipelining around it in the same round trip the optional

@@ -128,6 +128,10 @@ func New(opts *Options) *Deduper {
 	return d
 }
 
+// BodyCodec returns Options.BodyCodec (nil when none), so that a cache in front of the
+// Deduper (the Redis guard) seals the bodies it keeps the same way.
+func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
+
 // Result is what a successful Do returns.
 type Result struct {
 	// Response is the function's response (first execution) or the stored one (replay).
@@ -137,6 +141,12 @@ type Result struct {
 	Replayed bool
 	// Attempts counts the transactions Do ran: 1, plus one per serialization or deadlock retry.
 	Attempts int
+	// ExpiresAt is when the key row expires and the key counts as new again, on this
+	// process's clock and never later than the true expiry (the database reports the row's
+	// remaining lifetime, added to the time the claim was sent). A cache of the response (the
+	// Redis guard's) must not outlive it. In a joined transaction it holds only once the
+	// caller's transaction commits.
+	ExpiresAt time.Time
 }
 
 // Do runs fn at most once for req's (scope, key) and returns its response, or, for a key
@@ -295,12 +305,12 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 	// pooled connection always goes back.
 	defer tx.close(ctx)
 
-	stored, err := d.claim(ctx, tx, req, ttlMicros, false)
+	stored, expiresAt, err := d.claim(ctx, tx, req, ttlMicros, false)
 	if err != nil {
 		return Result{}, err
 	}
 	if stored != nil {
-		return Result{Response: *stored, Replayed: true}, nil
+		return Result{Response: *stored, Replayed: true, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {
@@ -317,7 +327,7 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 		if _, err := tx.Exec(ctx, d.q.store, args...); err != nil {
 			return Result{}, err
 		}
-		return Result{Response: resp}, tx.Commit(ctx)
+		return Result{Response: resp, ExpiresAt: expiresAt}, tx.Commit(ctx)
 	}
 	b := &pgx.Batch{}
 	if err := d.queueStore(b, req, resp); err != nil {
@@ -327,7 +337,7 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return Result{}, err
 	}
-	return Result{Response: resp}, nil
+	return Result{Response: resp, ExpiresAt: expiresAt}, nil
 }
 
 // joined runs Do inside the caller's transaction, within a savepoint.
@@ -345,7 +355,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		}
 	}()
 
-	stored, err := d.claim(ctx, tx, req, ttlMicros, true)
+	stored, expiresAt, err := d.claim(ctx, tx, req, ttlMicros, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -355,7 +365,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		if _, err := tx.Exec(ctx, sqlUndoSavepoint); err != nil {
 			return Result{}, err
 		}
-		return Result{Response: *stored, Replayed: true}, nil
+		return Result{Response: *stored, Replayed: true, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {
@@ -373,7 +383,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		return Result{}, err
 	}
 	undo = false
-	return Result{Response: resp}, nil
+	return Result{Response: resp, ExpiresAt: expiresAt}, nil
 }
 
 // undoSavepoint rolls the caller's transaction back to Do's savepoint and releases it.

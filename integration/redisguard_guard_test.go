@@ -95,7 +95,7 @@ func TestGuardReplayFromRedis(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t)})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "k1", Fingerprint: []byte("fp-1")}
 	var calls atomic.Int64
@@ -123,7 +123,7 @@ func TestGuardFingerprintMismatchNotReplayed(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t)})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "k1", Fingerprint: []byte("fp-1")}
 	var calls atomic.Int64
@@ -156,7 +156,7 @@ func TestGuardInProgress(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t)})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "slow"}
 
@@ -192,7 +192,7 @@ func TestGuardReleasesAfterFailure(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "fails-once"}
 	errPayment := errors.New("payment provider unavailable")
@@ -222,7 +222,7 @@ func TestGuardReleasesAfterFailure(t *testing.T) {
 func TestGuardReleaseIsOwnerChecked(t *testing.T) {
 	t.Parallel()
 	ttl := 150 * time.Millisecond
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: ttl})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: ttl, Timeout: guardTimeout})
 	ctx := context.Background()
 	req := dedupe.Request{Scope: "orders.create", Key: "k"}
 
@@ -246,7 +246,7 @@ func TestGuardReleaseIsOwnerChecked(t *testing.T) {
 	next2, err := g.Check(ctx, dedupe.Request{Scope: "orders.create", Key: "k2"})
 	require.NoError(t, err)
 	require.Equal(t, redisguard.StateFirst, next2.State)
-	require.NoError(t, late2.Commit(ctx, dedupe.Response{Status: 201}))
+	require.NoError(t, late2.Commit(ctx, dedupe.Result{Response: dedupe.Response{Status: 201}}))
 	s, err = g.Check(ctx, dedupe.Request{Scope: "orders.create", Key: "k2"})
 	require.NoError(t, err)
 	assert.Equal(t, redisguard.StateInProgress, s.State, "the late commit did not overwrite the new mark")
@@ -258,7 +258,7 @@ func TestGuardLargeResponseFallsThrough(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), MaxCachedBytes: 1024})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), MaxCachedBytes: 1024, Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "reports.create", Key: "big"}
 	body := make([]byte, 4096)
@@ -290,7 +290,7 @@ func TestGuardEntryTTLs(t *testing.T) {
 	db := harness.DB(t, nil)
 	rdb := sharedRedis(t)
 	prefix := harness.Prefix(t)
-	g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: prefix, CacheTTL: time.Hour, InFlightTTL: 30 * time.Second})
+	g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: prefix, CacheTTL: time.Hour, InFlightTTL: 30 * time.Second, Timeout: guardTimeout})
 	ctx := context.Background()
 	pttl := func() time.Duration {
 		keys, err := rdb.Keys(ctx, prefix+"*").Result()
@@ -318,7 +318,7 @@ func TestGuardEntryTTLs(t *testing.T) {
 func TestGuardCommitsAfterCancel(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t)})
+	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	req := dedupe.Request{Scope: "s", Key: "k"}
 	ctx, cancel := context.WithCancel(context.Background())
 	runner := runnerFunc(func(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
@@ -486,7 +486,7 @@ func TestRedisLostKeyReplayedByPostgres(t *testing.T) {
 	createOrders(t, db.Pool)
 	ctx := context.Background()
 	rdb := srv.Client()
-	g := redisguard.NewGuard(rdb, nil)
+	g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders", Key: "k", Fingerprint: []byte("fp")}
 	var calls atomic.Int64

@@ -20,6 +20,11 @@ import (
 	"github.com/pgonce/pgonce/redisguard"
 )
 
+// guardTimeout is the guard's Redis timeout in tests that count what reached PostgreSQL: the
+// default (100ms) can run out on a loaded host, and the guard then rightly fails open, which
+// such a test would count as a replay that missed Redis. Tests of the timeout set their own.
+const guardTimeout = 10 * time.Second
+
 // sharedRedis is a client of the shared test Redis; tests on it keep to harness.Prefix keys
 // and never stop, pause or flush it.
 func sharedRedis(t *testing.T) *redis.Client {

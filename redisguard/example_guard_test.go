@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,7 +44,7 @@ func ExampleGuard_Do() {
 	rdb := newRedis()
 	defer rdb.Close()
 
-	guard := redisguard.NewGuard(rdb, nil)
+	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
 	deduper := dedupe.New(nil)
 	key := rand.Text() // the client's Idempotency-Key
 	createOrder := func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
@@ -72,7 +73,7 @@ func ExampleGuard_Check() {
 	ctx := context.Background()
 	rdb := newRedis()
 	defer rdb.Close()
-	guard := redisguard.NewGuard(rdb, nil)
+	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
 	req := dedupe.Request{Scope: "mail.send", Key: rand.Text()}
 
 	first, err := guard.Check(ctx, req)
@@ -82,7 +83,7 @@ func ExampleGuard_Check() {
 	again, _ := guard.Check(ctx, req)
 	fmt.Println(first.State, again.State)
 
-	if err := first.Commit(ctx, dedupe.Response{Status: 202}); err != nil {
+	if err := first.Commit(ctx, dedupe.Result{Response: dedupe.Response{Status: 202}}); err != nil {
 		panic(err)
 	}
 	after, _ := guard.Check(ctx, req)
@@ -104,7 +105,7 @@ func ExampleGuard_Wrap() {
 	rdb := newRedis()
 	defer rdb.Close()
 
-	guard := redisguard.NewGuard(rdb, nil)
+	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
 	mw, err := dedupehttp.New(dedupehttp.Config{DB: pool, Runner: guard.Wrap(dedupe.New(nil))})
 	if err != nil {
 		panic(err)

@@ -64,6 +64,14 @@ type GuardOptions struct {
 	// Policy is the behaviour of Do when Redis fails; default FailOpen.
 	Policy FailurePolicy
 
+	// BodyCodec seals the bodies the guard caches in Redis, bound to scope and key, and opens
+	// them on a replay (see dedupe.BodyCodec). Nil means: Do uses the codec of its Runner
+	// when the Runner reports one (a *dedupe.Deduper does, and so does what Wrap returns),
+	// else bodies are cached as they are. So with a codec in dedupe.Options, Redis never
+	// holds a body in plain text. Set it for Check and Commit used by hand. A cached body
+	// that does not open is not replayed: the request asks PostgreSQL.
+	BodyCodec dedupe.BodyCodec
+
 	// OnError is called for every Redis failure that Do tolerates (with FailOpen, a failed
 	// check; with either policy, a failed commit or release, which never changes the
 	// request's result), for logging and metrics. op is "check", "commit" or "release".
@@ -161,12 +169,13 @@ type Sighting struct {
 	Response dedupe.Response
 
 	g     *Guard
+	req   dedupe.Request
+	codec dedupe.BodyCodec
 	key   string
 	owner string
 	start time.Time
 	ttl   time.Duration // cache lifetime counted from start
-	fp    []byte
-	done  bool // committed or released
+	done  bool          // committed or released
 }
 
 // Check looks req's (scope, key) up in Redis and, when the key is unknown, marks it as in
@@ -178,6 +187,10 @@ type Sighting struct {
 // dedupe core would, with the same errors (dedupe.ErrInvalidKey, ...). A Redis failure
 // returns an error wrapping ErrUnavailable; Check applies no failure policy (Do does).
 func (g *Guard) Check(ctx context.Context, req dedupe.Request) (*Sighting, error) {
+	return g.check(ctx, req, g.opts.BodyCodec)
+}
+
+func (g *Guard) check(ctx context.Context, req dedupe.Request, codec dedupe.BodyCodec) (*Sighting, error) {
 	if err := validateRequest(req); err != nil {
 		return nil, err
 	}
@@ -185,7 +198,7 @@ func (g *Guard) Check(ctx context.Context, req dedupe.Request) (*Sighting, error
 	if req.TTL > 0 && req.TTL < ttl {
 		ttl = req.TTL
 	}
-	s := &Sighting{g: g, key: g.key(req), owner: newOwner(), start: time.Now(), ttl: ttl, fp: req.Fingerprint}
+	s := &Sighting{g: g, req: req, codec: codec, key: g.key(req), owner: newOwner(), start: time.Now(), ttl: ttl}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 	defer cancel()
 	v, err := guardCheck.Run(ctx, g.client, []string{s.key}, pendingMark(s.owner), g.opts.InFlightTTL.Milliseconds()).Text()
@@ -202,6 +215,9 @@ func (g *Guard) Check(ctx context.Context, req dedupe.Request) (*Sighting, error
 		s.State = StateInProgress
 	case len(v) > 1+ownerLen && v[0] == stateCommitted:
 		fp, resp, err := decodeCommitted([]byte(v[1+ownerLen:]))
+		if err == nil && resp != nil && codec != nil {
+			resp.Body, err = codec.Open(req.Scope, req.Key, resp.Body)
+		}
 		if err == nil && resp != nil && bytes.Equal(fp, req.Fingerprint) {
 			s.State, s.Response = StateCached, *resp
 		} else {
@@ -213,25 +229,41 @@ func (g *Guard) Check(ctx context.Context, req dedupe.Request) (*Sighting, error
 	return s, nil
 }
 
-// Commit stores the committed response over this sighting's mark, so duplicates are replayed
-// from Redis, for CacheTTL (at most the request's TTL, counted from Check). A response larger
-// than MaxCachedBytes is recorded as committed without it. Another request's mark or entry is
-// never overwritten. Call it only after the response committed in PostgreSQL; it does
-// nothing unless the sighting is StateFirst and neither committed nor released yet.
+// Commit stores the committed response (res.Response) over this sighting's mark, so
+// duplicates are replayed from Redis. The entry lives for CacheTTL, and never past the
+// request's TTL counted from Check nor past res.ExpiresAt (the key row's expiry, which
+// dedupe.Deduper.Do reports; zero means unknown), so Redis forgets the key no later than
+// PostgreSQL does. With a body codec the body is sealed first; a body that does not seal, or
+// a response larger than MaxCachedBytes, is recorded as committed without it. Another
+// request's mark or entry is never overwritten. Call it only after the response committed in
+// PostgreSQL; it does nothing unless the sighting is StateFirst and neither committed nor
+// released yet.
 //
 // Cost: one round trip (guard_commit.lua), bounded by Timeout.
-func (s *Sighting) Commit(ctx context.Context, resp dedupe.Response) error {
+func (s *Sighting) Commit(ctx context.Context, res dedupe.Result) error {
 	if s.State != StateFirst || s.done {
 		return nil
 	}
 	ttl := s.ttl - time.Since(s.start)
+	if !res.ExpiresAt.IsZero() {
+		ttl = min(ttl, time.Until(res.ExpiresAt))
+	}
 	if ttl < time.Millisecond {
 		return s.Release(ctx) // the key's life is over: leave nothing behind
 	}
 	s.done = true
-	entry := encodeCommitted(s.owner, s.fp, &resp)
+	resp := &res.Response
+	if s.codec != nil {
+		sealed, err := s.codec.Seal(s.req.Scope, s.req.Key, resp.Body)
+		if err == nil {
+			resp = &dedupe.Response{Status: resp.Status, Header: resp.Header, Body: sealed}
+		} else {
+			resp = nil // never cache a body the codec was meant to hide
+		}
+	}
+	entry := encodeCommitted(s.owner, s.req.Fingerprint, resp)
 	if len(entry) > s.g.opts.MaxCachedBytes {
-		entry = encodeCommitted(s.owner, s.fp, nil)
+		entry = encodeCommitted(s.owner, s.req.Fingerprint, nil)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.g.opts.Timeout)
 	defer cancel()
@@ -271,7 +303,9 @@ type Runner interface {
 // Do runs req through the guard and then, when needed, through r (normally a
 // *dedupe.Deduper), returning what the dedupe core returns:
 //
-//   - StateFirst: r.Do runs. On success its response is committed to Redis (Commit) and
+//   - StateFirst: r.Do runs. On success its response is committed to Redis (Commit, sealed
+//     with the runner's body codec, never past Result.ExpiresAt: a replay from PostgreSQL
+//     after Redis lost the key is cached only for what is left of the row's life) and
 //     returned; on error or panic the mark is released (Release) and the error returned.
 //     When db is a pgx.Tx (r.Do joins the caller's transaction, which commits after Do
 //     returns, or not at all), the mark is released on success too and nothing is cached:
@@ -298,7 +332,13 @@ func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Reque
 	if err := ctx.Err(); err != nil {
 		return dedupe.Result{}, err
 	}
-	s, err := g.Check(ctx, req)
+	codec := g.opts.BodyCodec
+	if codec == nil {
+		if c, ok := r.(interface{ BodyCodec() dedupe.BodyCodec }); ok {
+			codec = c.BodyCodec()
+		}
+	}
+	s, err := g.check(ctx, req, codec)
 	switch {
 	case err == nil:
 	case !errors.Is(err, ErrUnavailable):
@@ -325,7 +365,7 @@ func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Reque
 	committed := false
 	defer func() {
 		if committed {
-			g.settle(ctx, s, &res.Response)
+			g.settle(ctx, s, &res)
 		} else {
 			g.settle(ctx, s, nil)
 		}
@@ -339,12 +379,12 @@ func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Reque
 	return res, err
 }
 
-// settle commits resp to s (or releases s when resp is nil) even if ctx was cancelled,
+// settle commits res to s (or releases s when res is nil) even if ctx was cancelled,
 // reporting a failure to OnError.
-func (g *Guard) settle(ctx context.Context, s *Sighting, resp *dedupe.Response) {
+func (g *Guard) settle(ctx context.Context, s *Sighting, res *dedupe.Result) {
 	bg := context.WithoutCancel(ctx)
-	if resp != nil {
-		if err := s.Commit(bg, *resp); err != nil {
+	if res != nil {
+		if err := s.Commit(bg, *res); err != nil {
 			g.opts.OnError(ctx, "commit", err)
 		}
 		return
@@ -365,6 +405,18 @@ type guarded struct {
 
 func (w guarded) Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
 	return w.g.Do(ctx, w.r, db, req, fn)
+}
+
+// BodyCodec reports the body codec the guard seals cached bodies with, or the inner
+// runner's, so a guard stacked on this one seals with it too.
+func (w guarded) BodyCodec() dedupe.BodyCodec {
+	if w.g.opts.BodyCodec != nil {
+		return w.g.opts.BodyCodec
+	}
+	if c, ok := w.r.(interface{ BodyCodec() dedupe.BodyCodec }); ok {
+		return c.BodyCodec()
+	}
+	return nil
 }
 
 // ServedFromRedis reports whether res, returned by Guard.Do, is a replay served from Redis
