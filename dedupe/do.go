@@ -132,23 +132,6 @@ func New(opts *Options) *Deduper {
 // Deduper (the Redis guard) seals the bodies it keeps the same way.
 func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
 
-// Result is what a successful Do returns.
-type Result struct {
-	// Response is the function's response (first execution) or the stored one (replay).
-	Response Response
-	// Replayed is true when the key was already committed: Response is the stored response
-	// and the function did not run.
-	Replayed bool
-	// Attempts counts the transactions Do ran: 1, plus one per serialization or deadlock retry.
-	Attempts int
-	// ExpiresAt is when the key row expires and the key counts as new again, on this
-	// process's clock and never later than the true expiry (the database reports the row's
-	// remaining lifetime, added to the time the claim was sent). A cache of the response (the
-	// Redis guard's) must not outlive it. In a joined transaction it holds only once the
-	// caller's transaction commits.
-	ExpiresAt time.Time
-}
-
 // Do runs fn at most once for req's (scope, key) and returns its response, or, for a key
 // already committed, the stored response without running fn.
 //
@@ -233,7 +216,7 @@ func checkCall(ctx context.Context, db DB, fn Func, req Request) error {
 	if fn == nil {
 		return ErrNilFunc
 	}
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	return ctx.Err()
@@ -310,7 +293,7 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 		return Result{}, err
 	}
 	if stored != nil {
-		return Result{Response: *stored, Replayed: true, ExpiresAt: expiresAt}, nil
+		return Result{Response: *stored, Replayed: true, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {
@@ -365,7 +348,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		if _, err := tx.Exec(ctx, sqlUndoSavepoint); err != nil {
 			return Result{}, err
 		}
-		return Result{Response: *stored, Replayed: true, ExpiresAt: expiresAt}, nil
+		return Result{Response: *stored, Replayed: true, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {

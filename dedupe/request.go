@@ -83,7 +83,11 @@ func validateText(sentinel error, what, s string, limit int) error {
 	return nil
 }
 
-func (r Request) validate() error {
+// Validate reports whether r is usable: scope and key as ValidateScope and ValidateKey say, a
+// fingerprint of at most MaxFingerprintLen bytes, a TTL that is not negative. The error wraps
+// ErrInvalidScope, ErrInvalidKey, ErrInvalidFingerprint or ErrInvalidTTL. Do and the Redis
+// guard check it before any round trip.
+func (r Request) Validate() error {
 	if err := ValidateScope(r.Scope); err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func TestRedisCluster(t *testing.T) {
 			require.NoError(t, err)
 			again, err := g.Do(ctx, d, db.Pool, req, insertOrder(&calls, key))
 			require.NoError(t, err)
-			assert.True(t, redisguard.ServedFromRedis(again), key)
+			assert.Equal(t, dedupe.SourceRedis, again.Source, key)
 			assert.Equal(t, first.Response, again.Response)
 		}
 		assert.Equal(t, int64(6), calls.Load())

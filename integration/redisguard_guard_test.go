@@ -52,7 +52,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	inProgress, fromRedis := 0, 0
 	for i := range n {
 		switch {
-		case errors.Is(errs[i], redisguard.ErrInProgress):
+		case errors.Is(errs[i], dedupe.ErrInProgress):
 			assert.ErrorIs(t, errs[i], dedupe.ErrInProgress, "the core's sentinel matches too")
 			var kerr *dedupe.KeyError
 			assert.ErrorAs(t, errs[i], &kerr)
@@ -62,7 +62,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 		case !results[i].Replayed:
 			require.Nil(t, first, "a second first execution")
 			first = &results[i].Response
-		case redisguard.ServedFromRedis(results[i]):
+		case results[i].Source == dedupe.SourceRedis:
 			fromRedis++
 		}
 	}
@@ -83,7 +83,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	before := counted.begins.Load()
 	res, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, redisguard.ServedFromRedis(res))
+	assert.Equal(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, *first, res.Response)
 	assert.Equal(t, before, counted.begins.Load(), "a replay from Redis opens no transaction")
 }
@@ -103,13 +103,13 @@ func TestGuardReplayFromRedis(t *testing.T) {
 	first, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
 	assert.False(t, first.Replayed)
-	assert.False(t, redisguard.ServedFromRedis(first))
+	assert.NotEqual(t, dedupe.SourceRedis, first.Source)
 	assert.Equal(t, int64(1), counted.begins.Load())
 
 	again, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
 	assert.True(t, again.Replayed)
-	assert.True(t, redisguard.ServedFromRedis(again))
+	assert.Equal(t, dedupe.SourceRedis, again.Source)
 	assert.Zero(t, again.Attempts)
 	assert.Equal(t, first.Response, again.Response)
 	assert.Equal(t, int64(1), counted.begins.Load(), "PostgreSQL not touched")
@@ -173,7 +173,7 @@ func TestGuardInProgress(t *testing.T) {
 	<-entered
 
 	_, err := g.Do(context.Background(), d, counted, req, insertOrder(nil, req.Key))
-	require.ErrorIs(t, err, redisguard.ErrInProgress)
+	require.ErrorIs(t, err, dedupe.ErrInProgress)
 	require.ErrorIs(t, err, dedupe.ErrInProgress)
 	assert.Equal(t, int64(1), counted.begins.Load(), "only the first request's transaction")
 
@@ -181,7 +181,7 @@ func TestGuardInProgress(t *testing.T) {
 	require.NoError(t, <-done)
 	res, err := g.Do(context.Background(), d, counted, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
-	assert.True(t, redisguard.ServedFromRedis(res))
+	assert.Equal(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, 201, res.Response.Status)
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }
@@ -278,7 +278,7 @@ func TestGuardLargeResponseFallsThrough(t *testing.T) {
 	res, err := g.Do(context.Background(), d, counted, req, fn)
 	require.NoError(t, err)
 	assert.True(t, res.Replayed)
-	assert.False(t, redisguard.ServedFromRedis(res))
+	assert.NotEqual(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, body, res.Response.Body)
 	assert.Equal(t, int64(2), counted.begins.Load())
 }
@@ -387,7 +387,7 @@ func TestRedisStoppedMidRunGuardFailsOpen(t *testing.T) {
 			}
 			key := fmt.Sprintf("key-%03d", order[i])
 			res, err := g.Do(context.Background(), d, db.Pool, dedupe.Request{Scope: "orders", Key: key}, insertOrder(&calls, key))
-			if errors.Is(err, redisguard.ErrInProgress) {
+			if errors.Is(err, dedupe.ErrInProgress) {
 				inProgress.Add(1)
 				continue
 			}
@@ -395,7 +395,7 @@ func TestRedisStoppedMidRunGuardFailsOpen(t *testing.T) {
 				errc <- err
 				return
 			}
-			if redisguard.ServedFromRedis(res) {
+			if res.Source == dedupe.SourceRedis {
 				fromRedis.Add(1)
 			}
 			mu.Lock()
@@ -498,12 +498,12 @@ func TestRedisLostKeyReplayedByPostgres(t *testing.T) {
 	again, err := g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
 	assert.True(t, again.Replayed)
-	assert.False(t, redisguard.ServedFromRedis(again), "PostgreSQL replayed it")
+	assert.NotEqual(t, dedupe.SourceRedis, again.Source, "PostgreSQL replayed it")
 	assert.Equal(t, first.Response, again.Response)
 
 	third, err := g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, redisguard.ServedFromRedis(third), "the replay was cached again")
+	assert.Equal(t, dedupe.SourceRedis, third.Source, "the replay was cached again")
 	assert.Equal(t, first.Response, third.Response)
 	assert.Equal(t, int64(1), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
@@ -537,7 +537,7 @@ func TestGuardJoinedTransactionIsNotCached(t *testing.T) {
 	res, err = g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
 	assert.False(t, res.Replayed, "the retry ran: the rolled-back write was not replayed")
-	assert.False(t, redisguard.ServedFromRedis(res))
+	assert.NotEqual(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, int64(2), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }

@@ -62,9 +62,9 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 	require.NoError(t, err)
 	d := dedupe.New(&dedupe.Options{BodyCodec: codec})
 
-	for name, runner := range map[string]func(g *redisguard.Guard) redisguard.Runner{
-		"Do":   func(g *redisguard.Guard) redisguard.Runner { return guardOver{g, d} },
-		"Wrap": func(g *redisguard.Guard) redisguard.Runner { return g.Wrap(d) },
+	for name, runner := range map[string]func(g *redisguard.Guard) dedupe.Runner{
+		"Do":   func(g *redisguard.Guard) dedupe.Runner { return guardOver{g, d} },
+		"Wrap": func(g *redisguard.Guard) dedupe.Runner { return g.Wrap(d) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -84,7 +84,7 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 			}
 			again, err := r.Do(ctx, db.Pool, req, cardResponse)
 			require.NoError(t, err)
-			assert.True(t, redisguard.ServedFromRedis(again))
+			assert.Equal(t, dedupe.SourceRedis, again.Source)
 			assert.Equal(t, first.Response, again.Response, "replayed in plain text")
 		})
 	}
@@ -146,7 +146,7 @@ func TestGuardCacheNeverOutlivesTheKeyRow(t *testing.T) {
 	again, err := g.Do(ctx, d, db.Pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
 	require.True(t, again.Replayed)
-	require.False(t, redisguard.ServedFromRedis(again), "replayed by PostgreSQL")
+	require.NotEqual(t, dedupe.SourceRedis, again.Source, "replayed by PostgreSQL")
 	assert.WithinDuration(t, time.Now().Add(20*time.Second), again.ExpiresAt, 5*time.Second)
 	assert.False(t, again.ExpiresAt.After(time.Now().Add(20*time.Second)), "never later than the row's expiry")
 

@@ -21,10 +21,10 @@
 //			return createOrder(ctx, tx, order)
 //		})
 //	// res and err are the dedupe core's: errors.Is(err, dedupe.ErrInProgress) for a
-//	// duplicate still running, res.Replayed for a replay; redisguard.ServedFromRedis(res)
-//	// when PostgreSQL was not asked at all.
+//	// duplicate still running, res.Replayed for a replay, and res.Source ==
+//	// dedupe.SourceRedis when PostgreSQL was not asked at all.
 //
-// guard.Wrap(deduper) is the same as a dedupehttp Runner. Every type here takes a Client,
+// guard.Wrap(deduper) is a dedupe.Runner, which the HTTP middleware (dedupehttp) takes. Every type here takes a Client,
 // which redis.UniversalClient satisfies: a single node, Sentinel and Cluster all work, and
 // keys used together by one script share a hash tag.
 package redisguard

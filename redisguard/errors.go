@@ -3,17 +3,12 @@ package redisguard
 import (
 	"errors"
 	"fmt"
-
-	"github.com/pgonce/pgonce/dedupe"
 )
 
-// Outcomes a caller branches on; test with errors.Is.
+// Outcomes a caller branches on; test with errors.Is. A duplicate turned away because its key
+// is marked in Redis is dedupe.ErrInProgress, the one sentinel for "in progress" whoever
+// noticed it (see Guard.Do).
 var (
-	// ErrInProgress means the guard found the key marked by a request that has not finished.
-	// Nothing ran and PostgreSQL was not asked. errors.Is(err, dedupe.ErrInProgress) is true
-	// as well, so HTTP code written for the dedupe core answers 409 unchanged.
-	ErrInProgress error = &aliasError{msg: "redisguard: key in progress (marked in Redis)", alias: dedupe.ErrInProgress}
-
 	// ErrUnavailable means Redis failed or did not answer within the guard's Timeout. Guard.Do
 	// returns it only with FailClosed; with FailOpen (the default) it goes to OnError and the
 	// request runs on PostgreSQL alone.
@@ -43,15 +38,6 @@ var (
 	// before any round trip.
 	ErrInvalid = errors.New("redisguard: invalid argument")
 )
-
-// aliasError is a sentinel that also matches another package's sentinel in errors.Is.
-type aliasError struct {
-	msg   string
-	alias error
-}
-
-func (e *aliasError) Error() string        { return e.msg }
-func (e *aliasError) Is(target error) bool { return target == e.alias }
 
 // TokenError says which scope a failed Consume or Issue was for. It unwraps to ErrTokenUnknown,
 // ErrTokenUsed, ErrInvalid or a Redis error. The token itself is not included: it is a secret.

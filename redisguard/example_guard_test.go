@@ -54,17 +54,17 @@ func ExampleGuard_Do() {
 	req := dedupe.Request{Scope: "orders.create", Key: key, Fingerprint: dedupe.Fingerprint("POST", "/orders", []byte(`{"sku":"A1"}`))}
 
 	res, err := guard.Do(ctx, deduper, pool, req, createOrder)
-	fmt.Println("first:", res.Response.Status, string(res.Response.Body), res.Replayed, redisguard.ServedFromRedis(res), err)
+	fmt.Println("first:", res.Response.Status, string(res.Response.Body), res.Source, err)
 
 	res, err = guard.Do(ctx, deduper, pool, req, createOrder)
-	fmt.Println("retry:", res.Response.Status, string(res.Response.Body), res.Replayed, redisguard.ServedFromRedis(res), err)
+	fmt.Println("retry:", res.Response.Status, string(res.Response.Body), res.Source, err)
 
 	req.Fingerprint = dedupe.Fingerprint("POST", "/orders", []byte(`{"sku":"B2"}`))
 	_, err = guard.Do(ctx, deduper, pool, req, createOrder)
 	fmt.Println("other payload, same key:", errors.Is(err, dedupe.ErrFingerprintMismatch))
 	// Output:
-	// first: 201 {"order":"A1"} false false <nil>
-	// retry: 201 {"order":"A1"} true true <nil>
+	// first: 201 {"order":"A1"} executed <nil>
+	// retry: 201 {"order":"A1"} redis <nil>
 	// other payload, same key: true
 }
 

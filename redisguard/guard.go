@@ -44,7 +44,7 @@ type GuardOptions struct {
 	Timeout time.Duration
 
 	// InFlightTTL is how long the mark of a first sighting lives while its request runs;
-	// default 30s. Duplicates arriving meanwhile get ErrInProgress. If the request outlives
+	// default 30s. Duplicates arriving meanwhile get dedupe.ErrInProgress. If the request outlives
 	// it, or its process dies, the mark expires and later duplicates go to PostgreSQL, which
 	// waits for or replays the first; so this bounds how long a crashed request blocks
 	// retries, not correctness.
@@ -191,7 +191,7 @@ func (g *Guard) Check(ctx context.Context, req dedupe.Request) (*Sighting, error
 }
 
 func (g *Guard) check(ctx context.Context, req dedupe.Request, codec dedupe.BodyCodec) (*Sighting, error) {
-	if err := validateRequest(req); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	ttl := g.opts.CacheTTL
@@ -293,13 +293,6 @@ func (s *Sighting) Release(ctx context.Context) error {
 	return nil
 }
 
-// Runner runs one deduplicated request. *dedupe.Deduper satisfies it, and so does what Wrap
-// returns; it has the method set of dedupehttp.Runner, so either fits where the other is
-// expected.
-type Runner interface {
-	Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error)
-}
-
 // Do runs req through the guard and then, when needed, through r (normally a
 // *dedupe.Deduper), returning what the dedupe core returns:
 //
@@ -310,11 +303,11 @@ type Runner interface {
 //     When db is a pgx.Tx (r.Do joins the caller's transaction, which commits after Do
 //     returns, or not at all), the mark is released on success too and nothing is cached:
 //     the next duplicate asks PostgreSQL.
-//   - StateInProgress: a *dedupe.KeyError wrapping ErrInProgress (errors.Is(err,
-//     dedupe.ErrInProgress) is true), whatever the request's fingerprint (the mark does not
-//     hold one); PostgreSQL is not asked.
-//   - StateCached: Result{Response: cached, Replayed: true, Attempts: 0}; PostgreSQL is not
-//     asked (ServedFromRedis reports it).
+//   - StateInProgress: a *dedupe.KeyError wrapping dedupe.ErrInProgress (its message says
+//     "marked in Redis"), whatever the request's fingerprint (the mark does not hold one);
+//     PostgreSQL is not asked.
+//   - StateCached: Result{Response: cached, Replayed: true, Source: dedupe.SourceRedis,
+//     Attempts: 0}; PostgreSQL is not asked.
 //   - StateCommitted: r.Do runs and answers from PostgreSQL (replay, or
 //     dedupe.ErrFingerprintMismatch).
 //   - Redis failed or exceeded Timeout: with FailOpen, OnError is told and r.Do runs alone
@@ -328,7 +321,7 @@ type Runner interface {
 // even when ctx was cancelled meanwhile (bounded by Timeout), so a committed request never
 // leaves its mark behind because its client went away. Failures after the check never change
 // the result; they go to OnError.
-func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
+func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return dedupe.Result{}, err
 	}
@@ -352,9 +345,9 @@ func (g *Guard) Do(ctx context.Context, r Runner, db dedupe.DB, req dedupe.Reque
 
 	switch s.State {
 	case StateCached:
-		return dedupe.Result{Response: s.Response, Replayed: true}, nil
+		return dedupe.Result{Response: s.Response, Replayed: true, Source: dedupe.SourceRedis}, nil
 	case StateInProgress:
-		return dedupe.Result{}, &dedupe.KeyError{Scope: req.Scope, Key: req.Key, Err: ErrInProgress}
+		return dedupe.Result{}, &dedupe.KeyError{Scope: req.Scope, Key: req.Key, Err: errMarkedInRedis}
 	case StateCommitted:
 		return r.Do(ctx, db, req, fn)
 	}
@@ -396,11 +389,11 @@ func (g *Guard) settle(ctx context.Context, s *Sighting, res *dedupe.Result) {
 
 // Wrap returns a Runner that runs r behind g (see Do), for code that takes a Runner, such
 // as dedupehttp.Config.Runner.
-func (g *Guard) Wrap(r Runner) Runner { return guarded{g: g, r: r} }
+func (g *Guard) Wrap(r dedupe.Runner) dedupe.Runner { return guarded{g: g, r: r} }
 
 type guarded struct {
 	g *Guard
-	r Runner
+	r dedupe.Runner
 }
 
 func (w guarded) Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
@@ -419,31 +412,14 @@ func (w guarded) BodyCodec() dedupe.BodyCodec {
 	return nil
 }
 
-// ServedFromRedis reports whether res, returned by Guard.Do, is a replay served from Redis
-// without a PostgreSQL transaction (Replayed with Attempts zero).
-func ServedFromRedis(res dedupe.Result) bool { return res.Replayed && res.Attempts == 0 }
+// errMarkedInRedis is dedupe.ErrInProgress, saying who noticed.
+var errMarkedInRedis = fmt.Errorf("%w (marked in Redis)", dedupe.ErrInProgress)
 
 // key is the guard key of (scope, key): hashed, so any scope and key give a short key with
 // no hash tag in it. Scope and key contain no NUL (validated), so the join is unambiguous.
 func (g *Guard) key(req dedupe.Request) string {
 	sum := sha256.Sum256([]byte(req.Scope + "\x00" + req.Key))
 	return g.opts.Prefix + "guard:" + base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-func validateRequest(req dedupe.Request) error {
-	if err := dedupe.ValidateScope(req.Scope); err != nil {
-		return err
-	}
-	if err := dedupe.ValidateKey(req.Key); err != nil {
-		return err
-	}
-	if len(req.Fingerprint) > dedupe.MaxFingerprintLen {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", dedupe.ErrInvalidFingerprint, len(req.Fingerprint), dedupe.MaxFingerprintLen)
-	}
-	if req.TTL < 0 {
-		return fmt.Errorf("%w: %v is negative", dedupe.ErrInvalidTTL, req.TTL)
-	}
-	return nil
 }
 
 // ownerLen is the length of an owner token: 16 random bytes, base64url without padding.

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgonce/pgonce/dedupe"
-	"github.com/pgonce/pgonce/redisguard"
 )
 
 // Schema is created once per benchmark database, next to the toolkit's migrations.
@@ -73,7 +72,7 @@ func Toolkit(pool *pgxpool.Pool, d *dedupe.Deduper) Do { return viaRunner(pool, 
 
 // viaRunner sends each request through r (the dedupe core, or the core behind the Redis
 // guard) around the business insert.
-func viaRunner(pool *pgxpool.Pool, r redisguard.Runner) Do {
+func viaRunner(pool *pgxpool.Pool, r dedupe.Runner) Do {
 	return func(ctx context.Context, s Send) error {
 		_, err := r.Do(ctx, pool, dedupe.Request{
 			Scope:       "bench.orders",

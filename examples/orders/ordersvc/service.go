@@ -82,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.closers = append(s.closers, s.pool.Close)
 	s.dedupe = dedupe.New(&dedupe.Options{LockWait: cmp.Or(cfg.LockWait, 5*time.Second)})
-	var runner dedupehttp.Runner = s.dedupe
+	var runner dedupe.Runner = s.dedupe
 	if cfg.RedisURL != "" {
 		ropts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
