@@ -247,12 +247,7 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 
 func modeOrders(t *testing.T, db modeDB, mode string) {
 	ctx := context.Background()
-	u, err := url.Parse(db.url)
-	require.NoError(t, err)
-	q := u.Query()
-	q.Set("default_query_exec_mode", mode)
-	u.RawQuery = q.Encode()
-	svc, err := ordersvc.Open(ctx, ordersvc.Config{DatabaseURL: u.String(), MigrateURL: db.migrateURL, MaxConns: 4, Instance: "modes",
+	svc, err := ordersvc.Open(ctx, ordersvc.Config{DatabaseURL: withQueryMode(t, db.url, mode), MigrateURL: db.migrateURL, MaxConns: 4, Instance: "modes",
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	require.NoError(t, err, "the service starts")
 	t.Cleanup(svc.Close)
@@ -267,4 +262,15 @@ func modeOrders(t *testing.T, db modeDB, mode string) {
 	res, err := svc.RunReport(ctx, time.Now().UTC())
 	require.NoError(t, err)
 	assert.Equal(t, "built", res.Outcome)
+}
+
+// withQueryMode returns databaseURL with pgx's default_query_exec_mode parameter set to mode.
+func withQueryMode(t *testing.T, databaseURL, mode string) string {
+	t.Helper()
+	u, err := url.Parse(databaseURL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("default_query_exec_mode", mode)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
