@@ -137,13 +137,24 @@ ignore_startup_parameters = extra_float_digits
 logfile = $PGB_DIR/pgbouncer.log
 pidfile = $PGB_DIR/pgbouncer.pid
 INI
+# The pidfile's process, if it is still a pgbouncer (after a reboot the pid may be another's).
+pgb_pid() {
+	local pid
+	pid=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pgbouncer ] && echo "$pid"
+}
+pgb_changed=
 for f in userlist.txt pgbouncer.ini; do
+	cmp -s "$PGB_DIR/$f.new" "$PGB_DIR/$f" || pgb_changed=1
 	mv "$PGB_DIR/$f.new" "$PGB_DIR/$f"
 	chown postgres: "$PGB_DIR/$f"
 	chmod 600 "$PGB_DIR/$f"
 done
-pgb_running() { [ -s "$PGB_DIR/pgbouncer.pid" ] && kill -0 "$(cat "$PGB_DIR/pgbouncer.pid")" 2>/dev/null; }
-if ! pgb_running; then
+if pid=$(pgb_pid) && [ -n "$pgb_changed" ]; then
+	log "PgBouncer configuration changed; reloading (SIGHUP)"
+	kill -HUP "$pid"
+fi
+if ! pgb_pid >/dev/null; then
 	if pg_isready -q -h 127.0.0.1 -p "$PGB_PORT"; then
 		die "port $PGB_PORT is taken by something other than our PgBouncer ($PGB_DIR); stop it (Debian's own service: service pgbouncer stop)"
 	fi
