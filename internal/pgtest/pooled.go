@@ -70,10 +70,24 @@ func CreatePooled(ctx context.Context, directURL, poolerURL, name string, opts *
 	drop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if c, err := pgx.Connect(ctx, directURL); err == nil {
-			// FORCE ends PgBouncer's idle server connections to the database.
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
-			_ = c.Close(ctx)
+		c, err := pgx.Connect(ctx, directURL)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		// FORCE ends PgBouncer's idle server connections to the database. It refuses, for a
+		// role that is not a superuser, while an autovacuum worker is in the database
+		// ("must be a member of the role whose process is being terminated"), so try again
+		// once the worker is likely done; a server-side wait has no event to block on.
+		for attempt := range 10 {
+			if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+			}
 		}
 	}
 	if !opts.NoMigrations {
