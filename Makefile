@@ -1,5 +1,5 @@
 # Every target that needs servers first runs scripts/services.sh (idempotent): it installs
-# and starts PostgreSQL and Redis on this machine and writes their URLs to .services.env.
+# and starts PostgreSQL, PgBouncer and Redis on this machine and writes their URLs to .services.env.
 SHELL := /bin/bash
 GO ?= go
 # Each Go module in the repository; integration/ is its own module so that its test-only
@@ -10,7 +10,7 @@ WITH_SERVICES := set -a && . ./.services.env && set +a
 
 SOAK_DURATION ?= 60s
 
-.PHONY: test services lint demo soak fuzz bench
+.PHONY: test services lint demo soak soak-pgbouncer fuzz bench
 
 ## demo: the order service (two instances) on local PostgreSQL and Redis, a burst of duplicates.
 demo:
@@ -24,6 +24,7 @@ test: services lint
 	done
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=30s
+	@$(MAKE) --no-print-directory soak-pgbouncer SOAK_DURATION=10s
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./dedupe:FuzzFingerprint ./dedupe/dedupehttp:FuzzParseKey ./dedupe/dedupehttp:FuzzMiddleware
@@ -39,7 +40,15 @@ fuzz: services
 soak: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 32
 
-## services: make PostgreSQL and Redis reachable and record their URLs in .services.env.
+## soak-pgbouncer: the soak through PgBouncer (transaction pooling) in SOAK_QUERY_MODE, without
+## Redis, so every request goes through the pooler. (The integration tests' PgBouncer cases,
+## orders end-to-end included, run in `make test` with the rest of the module.)
+SOAK_QUERY_MODE ?= simple_protocol
+soak-pgbouncer: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 16 \
+		-redis=false -pgbouncer -query-mode $(SOAK_QUERY_MODE)
+
+## services: make PostgreSQL, PgBouncer and Redis reachable and record their URLs in .services.env.
 services:
 	@scripts/services.sh > .services.env
 

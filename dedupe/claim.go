@@ -46,8 +46,11 @@ SET fingerprint = $3, status = NULL, headers = NULL, body = NULL, created_at = n
 WHERE scope = $1 AND key = $2 AND expires_at <= now()
 RETURNING %[2]s`, table, sqlLifeMicros),
 
+		// headers arrives as JSON text and is cast here: in the query modes that describe no
+		// statement (exec, simple_protocol: the modes for PgBouncer) pgx cannot encode a Go map
+		// for a parameter of unknown type, and a []byte would be sent as bytea.
 		store: fmt.Sprintf(`UPDATE %[1]s
-SET status = $3, headers = $4, body = $5, completed_at = now()
+SET status = $3, headers = $4::jsonb, body = $5, completed_at = now()
 WHERE scope = $1 AND key = $2`, table),
 
 		// SKIP LOCKED: rows that a request is re-claiming are left alone, so a purge never

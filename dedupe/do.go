@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -398,7 +399,13 @@ func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
 func (d *Deduper) storeArgs(req Request, resp Response) ([]any, error) {
 	var headers any // SQL NULL when there are none
 	if len(resp.Header) > 0 {
-		headers = resp.Header
+		// Encoded here, as a string for the statement's $4::jsonb, so that no query mode
+		// depends on the server describing the parameter (see queries.store).
+		b, err := json.Marshal(resp.Header)
+		if err != nil {
+			return nil, fmt.Errorf("dedupe: encode headers: %w", err)
+		}
+		headers = string(b)
 	}
 	body := resp.Body
 	if d.opts.BodyCodec != nil {

@@ -30,4 +30,8 @@
 //
 // The table is created by the migrations package (dedupe_keys). Expired keys are removed by
 // Purge; run it periodically.
+//
+// Do and Purge keep no state between transactions and need no server-described parameter
+// types, so they work in every pgx query mode and through PgBouncer in transaction pooling
+// (use exec or simple_protocol there); run the migrations on a direct connection.
 package dedupe

@@ -18,13 +18,11 @@ import (
 	"github.com/pgonce/pgonce/examples/orders/loadgen"
 	"github.com/pgonce/pgonce/examples/orders/ordersvc"
 	"github.com/pgonce/pgonce/integration/harness"
-	"github.com/pgonce/pgonce/internal/pgtest"
 )
 
-// startOrders runs n instances of the order service in-process on one database.
-func startOrders(t *testing.T, db *pgtest.DB, cfg ordersvc.Config, n int) ([]*ordersvc.Service, []string) {
+// startOrders runs n instances of the order service in-process on cfg.DatabaseURL.
+func startOrders(t *testing.T, cfg ordersvc.Config, n int) ([]*ordersvc.Service, []string) {
 	t.Helper()
-	cfg.DatabaseURL = db.URL
 	// Warnings (Redis calls that failed or timed out) go to the test's output.
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var svcs []*ordersvc.Service
@@ -47,7 +45,7 @@ func startOrders(t *testing.T, db *pgtest.DB, cfg ordersvc.Config, n int) ([]*or
 func TestOrdersEndToEnd(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
-	svcs, urls := startOrders(t, db, ordersvc.Config{}, 2)
+	svcs, urls := startOrders(t, ordersvc.Config{DatabaseURL: db.URL}, 2)
 	ctx := context.Background()
 	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 1000))
 
@@ -64,6 +62,27 @@ func TestOrdersEndToEnd(t *testing.T) {
 	assert.Equal(t, 1000-(34*1+33*2+33*3), rep.FinalStock)
 }
 
+// The same burst behind PgBouncer in transaction pooling: the service's pool in exec mode
+// through the pooler, its migrations on the direct URL.
+func TestOrdersEndToEndPgBouncer(t *testing.T) {
+	t.Parallel()
+	db := harness.PooledDB(t, nil)
+	svcs, urls := startOrders(t, ordersvc.Config{DatabaseURL: withQueryMode(t, db.URL, "exec"), MigrateURL: db.DirectURL}, 2)
+	ctx := context.Background()
+	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 1000))
+
+	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "widget", InitialStock: 1000, Keys: 100, SendsPerKey: 5, Mismatches: 5}, db.Pool)
+	require.NoError(t, err)
+	t.Logf("\n%s", rep.Table())
+	assert.True(t, rep.OK(), "no duplicates, exact stock")
+	assert.Equal(t, 100, rep.Created, "one first execution per key")
+	assert.Equal(t, 100, rep.OrdersInDB)
+	assert.Equal(t, 5, rep.Mismatch)
+	assert.Zero(t, rep.Other, "no 5xx or transport errors")
+	assert.Zero(t, rep.DuplicatedKeys)
+	assert.Equal(t, 1000-(34*1+33*2+33*3), rep.FinalStock)
+}
+
 // The same burst with the Redis guard in front: in-flight duplicates are turned away with 409
 // by Redis, retries replay from Redis, and PostgreSQL still holds one order per key.
 func TestOrdersEndToEndWithRedis(t *testing.T) {
@@ -74,8 +93,8 @@ func TestOrdersEndToEndWithRedis(t *testing.T) {
 	// expire; the guard then fails open (still no duplicate), but a timed-out commit leaves
 	// its mark "in progress" and a later mismatch would get 409 instead of the 422 counted
 	// below. Timeouts have their own fault tests.
-	cfg := ordersvc.Config{RedisURL: harness.RedisURL(t), RedisPrefix: prefix, RedisTimeout: 5 * time.Second}
-	svcs, urls := startOrders(t, db, cfg, 2)
+	cfg := ordersvc.Config{DatabaseURL: db.URL, RedisURL: harness.RedisURL(t), RedisPrefix: prefix, RedisTimeout: 5 * time.Second}
+	svcs, urls := startOrders(t, cfg, 2)
 	ctx := context.Background()
 	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 1000))
 	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "widget", InitialStock: 1000, Keys: 100, SendsPerKey: 5, Mismatches: 5, RunID: prefix}, db.Pool)
@@ -93,7 +112,7 @@ func TestOrdersEndToEndWithRedis(t *testing.T) {
 func TestOrdersReportRunsOnce(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
-	svcs, urls := startOrders(t, db, ordersvc.Config{}, 2)
+	svcs, urls := startOrders(t, ordersvc.Config{DatabaseURL: db.URL}, 2)
 	ctx := context.Background()
 	require.NoError(t, svcs[0].Seed(ctx, "gadget", "Gadget", 500))
 	rep, err := loadgen.Run(ctx, loadgen.Config{Targets: urls, SKU: "gadget", InitialStock: 500, Keys: 40, SendsPerKey: 2, Mismatches: -1}, db.Pool)

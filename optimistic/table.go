@@ -39,7 +39,10 @@ type Table struct {
 	UpdatedAt string
 }
 
-// Set is one column assignment of an Update; Value is always sent as a parameter.
+// Set is one column assignment of an Update; Value is always sent as a parameter. In pgx's
+// exec and simple_protocol query modes (used behind PgBouncer) the server does not describe
+// the parameter, so Value must be a Go type pgx encodes on its own (string, integers, bool,
+// []byte for bytea); encode a map for jsonb, say, to a JSON string first.
 type Set struct {
 	Column string
 	Value  any

@@ -23,7 +23,9 @@
 //   - XactLock, TryXactLock (and the two-int XactLock2, TryXactLock2): transaction-scoped
 //     advisory locks, keyed by Key, a documented stable hash of a name that other languages
 //     can compute. WithSessionLock and TryWithSessionLock: a session-scoped advisory lock,
-//     bound to one pooled connection while a function runs and always released on it.
+//     bound to one pooled connection while a function runs and always released on it; they
+//     need a direct connection, not one through PgBouncer in transaction pooling (everything
+//     else here works there, in every pgx query mode).
 //
 //   - RunOnce: of N processes starting the same job for the same period, exactly one runs it;
 //     the others learn ErrTaken (running now) or ErrAlreadyRan (a dedupe row records the run).

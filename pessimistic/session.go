@@ -42,12 +42,20 @@ const (
 // Cost: a pool acquire, one statement to lock and one to unlock; a connection is held for as
 // long as fn runs. Advisory locks are re-entrant within a session but not across pooled
 // connections: calling WithSessionLock for the same key from inside fn waits for ever.
+//
+// It needs a session: give it a pool on a direct connection, never one through PgBouncer in
+// transaction (or statement) pooling. There the lock is taken on whichever server connection
+// ran the statement, which then serves other clients: fn runs unprotected, the release may
+// reach another server connection, and the lock stays behind for that connection's next
+// client. This cannot be detected reliably from the client; behind such a pooler use
+// XactLock in a transaction.
 func WithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func(ctx context.Context, conn *pgx.Conn) error) error {
 	return withSessionLock(ctx, pool, key, false, fn)
 }
 
 // TryWithSessionLock is WithSessionLock that does not wait: when another session holds the
-// lock it returns ErrNotLocked at once and fn does not run.
+// lock it returns ErrNotLocked at once and fn does not run. Like WithSessionLock it needs a
+// session: not through a transaction pooler.
 func TryWithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func(ctx context.Context, conn *pgx.Conn) error) error {
 	return withSessionLock(ctx, pool, key, true, fn)
 }

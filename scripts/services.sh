@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # services.sh makes PostgreSQL and Redis reachable on this machine for the tests and the demo.
 #
+# PgBouncer (transaction pooling) runs on 127.0.0.1:6432 in front of PostgreSQL for the tests
+# that check the toolkit behind a transaction pooler (DEDUPE_TEST_PGBOUNCER_URL).
+#
 # Safe to run any number of times: it installs only what is missing (apt-get, as root), starts
 # only what is stopped, and creates roles and databases only when absent. Progress goes to
 # stderr; the environment to use goes to stdout as shell `export` lines, so both of these work:
@@ -86,6 +89,11 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
 		CREATE ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD';
 	END IF;
+	-- The PgBouncer tests give every test its own database (search_path cannot be set per
+	-- connection through a transaction pooler), so the test role creates databases.
+	IF NOT (SELECT rolcreatedb FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
+		ALTER ROLE $PG_ROLE CREATEDB;
+	END IF;
 END
 \$\$;
 SQL
@@ -95,6 +103,70 @@ for db in "$PG_TEST_DB" "$PG_DEMO_DB"; do
 		as_postgres createdb -p "$PG_PORT" -O "$PG_ROLE" "$db"
 	fi
 done
+
+# --- PgBouncer -------------------------------------------------------------------------------
+# Debian's pgbouncer in transaction pooling in front of the PostgreSQL above, with its own
+# configuration (the package's /etc/pgbouncer and service are left alone). Every database name
+# is forwarded (the "*" entry), so tests reach the per-test databases they create directly.
+# search_path is deliberately not in ignore_startup_parameters: a client that sets it at
+# start-up is refused instead of silently landing in the public schema.
+PGB_PORT=6432
+PGB_DIR=/var/lib/pgonce-pgbouncer
+have pgbouncer || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+mkdir -p "$PGB_DIR"
+chown postgres: "$PGB_DIR"
+chmod 700 "$PGB_DIR"
+cat >"$PGB_DIR/userlist.txt.new" <<USERS
+"$PG_ROLE" "$PG_PASSWORD"
+USERS
+cat >"$PGB_DIR/pgbouncer.ini.new" <<INI
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+pool_mode = transaction
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+max_client_conn = 1000
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+INI
+# The pidfile's process, if it is still a pgbouncer (after a reboot the pid may be another's).
+pgb_pid() {
+	local pid
+	pid=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pgbouncer ] && echo "$pid"
+}
+pgb_changed=
+for f in userlist.txt pgbouncer.ini; do
+	cmp -s "$PGB_DIR/$f.new" "$PGB_DIR/$f" || pgb_changed=1
+	mv "$PGB_DIR/$f.new" "$PGB_DIR/$f"
+	chown postgres: "$PGB_DIR/$f"
+	chmod 600 "$PGB_DIR/$f"
+done
+if pid=$(pgb_pid) && [ -n "$pgb_changed" ]; then
+	log "PgBouncer configuration changed; reloading (SIGHUP)"
+	kill -HUP "$pid"
+fi
+if ! pgb_pid >/dev/null; then
+	if pg_isready -q -h 127.0.0.1 -p "$PGB_PORT"; then
+		die "port $PGB_PORT is taken by something other than our PgBouncer ($PGB_DIR); stop it (Debian's own service: service pgbouncer stop)"
+	fi
+	log "starting PgBouncer (transaction pooling) on port $PGB_PORT"
+	rm -f "$PGB_DIR/pgbouncer.pid"
+	as_postgres "$PGBOUNCER" -d "$PGB_DIR/pgbouncer.ini" >&2
+fi
+for _ in $(seq 1 50); do
+	pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" && break
+	sleep 0.1
+done
+pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" || die "PgBouncer did not become ready on port $PGB_PORT (see $PGB_DIR/pgbouncer.log)"
 
 # --- Redis -----------------------------------------------------------------------------------
 have redis-server || apt_install redis-server redis-tools
@@ -172,9 +244,10 @@ if ! cluster_ok; then
 	wait_cluster_ok 100 || die "Redis Cluster on ${CLUSTER_PORTS[*]} did not reach cluster_state:ok"
 fi
 
-log "ready: PostgreSQL $PG_VERSION on $PG_PORT, Redis on $REDIS_PORT, Redis Cluster on ${CLUSTER_PORTS[*]}"
+log "ready: PostgreSQL $PG_VERSION on $PG_PORT, PgBouncer on $PGB_PORT, Redis on $REDIS_PORT, Redis Cluster on ${CLUSTER_PORTS[*]}"
 cat <<ENV
 export DEDUPE_TEST_DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_TEST_DB?sslmode=disable'
+export DEDUPE_TEST_PGBOUNCER_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PGB_PORT/$PG_TEST_DB?sslmode=disable'
 export DEDUPE_TEST_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'
 export DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DEMO_DB?sslmode=disable'
 export REDIS_URL='redis://127.0.0.1:$REDIS_PORT/1'

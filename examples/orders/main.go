@@ -8,7 +8,15 @@
 //	orders burst  -targets URL,URL -sku S ...    fire duplicated requests and check the database
 //
 // Configuration comes from flags or the environment: DATABASE_URL (required), REDIS_URL
-// (optional; without it PostgreSQL alone absorbs duplicates), ADDR (default :8080).
+// (optional; without it PostgreSQL alone absorbs duplicates), ADDR (default :8080),
+// MIGRATE_DATABASE_URL (optional; where migrations run, default DATABASE_URL).
+//
+// Behind PgBouncer in transaction pooling, point DATABASE_URL at the pooler with a query mode
+// that needs no server-side prepared statements, and MIGRATE_DATABASE_URL at PostgreSQL itself
+// (migrations hold a session advisory lock):
+//
+//	DATABASE_URL='postgres://u:p@127.0.0.1:6432/db?default_query_exec_mode=exec' \
+//	MIGRATE_DATABASE_URL='postgres://u:p@127.0.0.1:5432/db' orders serve
 package main
 
 import (
@@ -63,6 +71,7 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cfg.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	fs.StringVar(&c.cfg.MigrateURL, "migrate-database-url", os.Getenv("MIGRATE_DATABASE_URL"), "PostgreSQL URL for migrations, default -database-url; a direct one behind PgBouncer (env MIGRATE_DATABASE_URL)")
 	fs.StringVar(&c.cfg.RedisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis URL, optional (env REDIS_URL)")
 	fs.StringVar(&c.cfg.Instance, "instance", os.Getenv("INSTANCE"), "instance name in logs and reports (env INSTANCE)")
 	fs.DurationVar(&c.cfg.LockWait, "lock-wait", 5*time.Second, "how long a duplicate waits for the first request before 409")

@@ -5,6 +5,9 @@
 // that server with testcontainers-go on first use, shared by the whole test binary and removed
 // by Main. When neither works, the test fails with a message that names both ways.
 //
+// Tests of the toolkit behind PgBouncer in transaction pooling use PooledDB, which needs
+// DEDUPE_TEST_PGBOUNCER_URL (scripts/services.sh starts one; no container is started for it).
+//
 // Each test gets its own schema (DB) and its own Redis key prefix (Redis), so tests run in
 // parallel without seeing each other's data.
 package harness

@@ -21,8 +21,15 @@ import (
 
 // Config configures the service. DatabaseURL is required.
 type Config struct {
-	// DatabaseURL is the PostgreSQL URL (env DATABASE_URL).
+	// DatabaseURL is the PostgreSQL URL the service's pool uses (env DATABASE_URL). Its
+	// default_query_exec_mode parameter, which pgx reads, picks how statements are sent:
+	// behind PgBouncer in transaction pooling use exec or simple_protocol, since pgx's
+	// default (cache_statement) keeps prepared statements on one server connection.
 	DatabaseURL string
+	// MigrateURL is where Open applies the migrations; default DatabaseURL (env
+	// MIGRATE_DATABASE_URL). golang-migrate holds a session advisory lock while it migrates,
+	// which a transaction pooler cannot keep: behind PgBouncer set it to a direct URL.
+	MigrateURL string
 	// RedisURL, when set, puts the Redis guard in front of PostgreSQL (env REDIS_URL).
 	RedisURL string
 	// RedisPrefix starts the service's Redis keys; default "orders:".
@@ -69,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		after:    cfg.AfterOrder,
 	}
 	s.log = s.log.With("instance", s.instance)
-	if err := Migrate(ctx, cfg.DatabaseURL); err != nil {
+	if err := Migrate(ctx, cmp.Or(cfg.MigrateURL, cfg.DatabaseURL)); err != nil {
 		return nil, err
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
