@@ -61,6 +61,8 @@ func ProxyURL(tb testing.TB, databaseURL string) (upstream string, rewrite func(
 	}
 }
 
+func (p *Proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
 // SetLatency delays every chunk in both directions by d (0 turns it off).
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
 
