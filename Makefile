@@ -56,3 +56,9 @@ lint:
 ## For benchstat: cd integration && go test -run XXX -bench Compare -benchmem -count 6 ./bench
 bench: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable
+
+## failover: only the failover tests (primary + streaming standby, primary killed, standby
+## promoted), verbose so they print what they measured; `make test` runs them too.
+.PHONY: failover
+failover: services
+	@$(WITH_SERVICES) && cd integration && $(GO) test -race -count=1 -v -run '^TestFailover' .

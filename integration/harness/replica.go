@@ -35,32 +35,66 @@ const replicationWait = 60 * time.Second
 // a standby that streams from it, and waits until the primary reports the standby streaming,
 // and with sync, until the standby is synchronous. Both servers are stopped and their files
 // removed when tb ends.
+func OwnPrimaryStandby(tb testing.TB, sync bool) *PGPair {
+	tb.Helper()
+	p, stop, err := StartPrimaryStandby(sync)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return p
+}
+
+// StartPrimaryStandby is OwnPrimaryStandby for programs without a testing.TB (cmd/soak): it
+// returns the pair and a function that stops both servers and removes their files.
 //
 // synchronous_standby_names is set only on the primary, in its postgresql.conf after the
 // clone: set before the standby streams, every write would hang; copied to the standby (which
 // ALTER SYSTEM's postgresql.auto.conf would be), the promoted standby would wait forever for a
 // standby of its own.
-func OwnPrimaryStandby(tb testing.TB, sync bool) *PGPair {
-	tb.Helper()
-	primary := OwnPostgres(tb)
+func StartPrimaryStandby(sync bool) (_ *PGPair, _ func(), err error) {
+	var stops []func()
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	primary, stopPrimary, err := StartPostgres()
+	if err != nil {
+		return nil, nil, err
+	}
+	stops = append(stops, stopPrimary)
 	dir, err := os.MkdirTemp("", "pgonce-standby-")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, nil, err
 	}
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	stops = append(stops, func() { _ = os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755)
-	standby := &PGServer{bin: primary.bin, data: filepath.Join(dir, "data"), port: freePort(tb)}
-	link := NewProxy(tb, fmt.Sprintf("127.0.0.1:%d", primary.port))
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	standby := &PGServer{bin: primary.bin, data: filepath.Join(dir, "data"), port: port}
+	link, err := StartProxy(fmt.Sprintf("127.0.0.1:%d", primary.port))
+	if err != nil {
+		return nil, nil, err
+	}
+	stops = append(stops, link.Close)
 	source := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=standby", link.port())
 	// -R writes standby.signal and primary_conninfo; -X stream copies the WAL written meanwhile.
 	if out, err := standby.run("pg_basebackup", "-d", source, "-D", standby.data, "-R", "-X", "stream", "-c", "fast", "--no-sync"); err != nil {
-		tb.Fatalf("harness: pg_basebackup: %v\n%s", err, out)
+		return nil, nil, fmt.Errorf("harness: pg_basebackup: %v\n%s", err, out)
 	}
 	standby.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", standby.port)
+	stops = append(stops, func() { _, _ = standby.run("pg_ctl", "-D", standby.data, "-m", "immediate", "-w", "stop") })
 	if err := standby.Start(); err != nil {
-		tb.Fatal(err)
+		return nil, nil, err
 	}
-	tb.Cleanup(func() { _, _ = standby.run("pg_ctl", "-D", standby.data, "-m", "immediate", "-w", "stop") })
 	p := &PGPair{
 		Primary: primary,
 		Standby: standby,
@@ -72,30 +106,34 @@ func OwnPrimaryStandby(tb testing.TB, sync bool) *PGPair {
 	ctx, cancel := context.WithTimeout(context.Background(), replicationWait)
 	defer cancel()
 	if err := p.waitReplication(ctx, "async"); err != nil {
-		tb.Fatal(err)
+		return nil, nil, err
 	}
-	if !sync {
-		return p
+	if sync {
+		if err := p.makeSynchronous(ctx); err != nil {
+			return nil, nil, err
+		}
 	}
-	conf := filepath.Join(primary.data, "postgresql.conf")
-	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	return p, stop, nil
+}
+
+// makeSynchronous turns on synchronous replication on the primary and waits until the standby
+// is synchronous.
+func (p *PGPair) makeSynchronous(ctx context.Context) error {
+	f, err := os.OpenFile(filepath.Join(p.Primary.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
-	_, err = f.WriteString("\n# harness.OwnPrimaryStandby\nsynchronous_standby_names = '*'\nsynchronous_commit = on\n")
+	_, err = f.WriteString("\n# harness.StartPrimaryStandby\nsynchronous_standby_names = '*'\nsynchronous_commit = on\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
-	if out, err := primary.run("pg_ctl", "-D", primary.data, "reload"); err != nil {
-		tb.Fatalf("harness: pg_ctl reload: %v\n%s", err, out)
+	if out, err := p.Primary.run("pg_ctl", "-D", p.Primary.data, "reload"); err != nil {
+		return fmt.Errorf("harness: pg_ctl reload: %v\n%s", err, out)
 	}
-	if err := p.waitReplication(ctx, "sync"); err != nil {
-		tb.Fatal(err)
-	}
-	return p
+	return p.waitReplication(ctx, "sync")
 }
 
 // waitReplication polls the primary until the standby is streaming with the given sync_state.
