@@ -62,3 +62,9 @@ bench: services
 .PHONY: failover
 failover: services
 	@$(WITH_SERVICES) && cd integration && $(GO) test -race -count=1 -v -run '^TestFailover' .
+
+## soak-failover: the soak on a primary + synchronous standby of its own, the primary killed a
+## third of the way through and the standby promoted; the checker reads the new primary.
+.PHONY: soak-failover
+soak-failover: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 32 -failover sync

@@ -98,7 +98,7 @@ func runFailover(t *testing.T, pair *harness.PGPair, beforeKill func(context.Con
 	require.NoError(t, err)
 	require.NoError(t, setup.Close(ctx))
 
-	cfg, err := pgxpool.ParseConfig(pair.URL + " pool_max_conns=8")
+	cfg, err := pgxpool.ParseConfig(pair.URL + "&pool_max_conns=8")
 	require.NoError(t, err)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)

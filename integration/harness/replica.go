@@ -98,7 +98,7 @@ func StartPrimaryStandby(sync bool) (_ *PGPair, _ func(), err error) {
 	p := &PGPair{
 		Primary: primary,
 		Standby: standby,
-		URL: fmt.Sprintf("host=127.0.0.1,127.0.0.1 port=%d,%d user=postgres dbname=postgres sslmode=disable target_session_attrs=read-write connect_timeout=2",
+		URL: fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2",
 			primary.port, standby.port),
 		Link: link,
 		Sync: sync,
