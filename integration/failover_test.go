@@ -145,7 +145,9 @@ func runFailover(t *testing.T, pair *harness.PGPair, beforeKill func(context.Con
 					if err != nil {
 						atomic.AddInt64(&run.failed, 1)
 						if ctx.Err() != nil {
-							t.Errorf("key %s never succeeded: %v", key, err)
+							if !stop.Load() {
+								t.Errorf("key %s never succeeded: %v", key, err)
+							}
 							return
 						}
 						time.Sleep(10 * time.Millisecond) // a client's retry backoff
@@ -171,13 +173,18 @@ func runFailover(t *testing.T, pair *harness.PGPair, beforeKill func(context.Con
 			}
 		})
 	}
+	// However the test ends (a require below stops it early), the clients are gone before the
+	// pool closes.
+	defer func() {
+		stop.Store(true)
+		cancel()
+		wg.Wait()
+	}()
 	waitFor := func(what string, reached <-chan struct{}) {
 		t.Helper()
 		select {
 		case <-reached:
 		case <-ctx.Done():
-			stop.Store(true)
-			wg.Wait()
 			t.Fatalf("failover: no %s within the run's deadline", what)
 		}
 	}
