@@ -77,7 +77,9 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 	fmt.Printf("soak: %d clients against %d instances for %v (Redis guard: %v)\n", clients, instances, duration, redisURL != "")
 	start := time.Now()
 	if fo != nil {
-		fo.schedule(ctx, failoverAfter)
+		foCtx, cancel := context.WithCancel(ctx)
+		defer func() { cancel(); fo.wg.Wait() }() // on an early return, before the servers stop
+		fo.schedule(foCtx, failoverAfter)
 	}
 	rec, err := soak.Run(ctx, soak.Config{Targets: in.Targets, Clients: clients, Duration: duration, SKUs: skus})
 	if err != nil {
