@@ -65,3 +65,15 @@ lint:
 ## For benchstat: cd integration && go test -run XXX -bench Compare -benchmem -count 6 ./bench
 bench: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable
+
+## failover: only the failover tests (primary + streaming standby, primary killed, standby
+## promoted), verbose so they print what they measured; `make test` runs them too.
+.PHONY: failover
+failover: services
+	@$(WITH_SERVICES) && cd integration && $(GO) test -race -count=1 -v -run '^TestFailover' .
+
+## soak-failover: the soak on a primary + synchronous standby of its own, the primary killed a
+## third of the way through and the standby promoted; the checker reads the new primary.
+.PHONY: soak-failover
+soak-failover: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 32 -failover sync

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -30,26 +31,47 @@ type PGServer struct {
 // stopped and its files removed when tb ends.
 func OwnPostgres(tb testing.TB) *PGServer {
 	tb.Helper()
-	bin := pgBinDir()
-	if bin == "" {
-		tb.Fatal("harness: no PostgreSQL server binaries under /usr/lib/postgresql; run scripts/services.sh (apt-get install postgresql)")
-	}
-	dir, err := os.MkdirTemp("", "pgonce-pg-")
+	s, stop, err := StartPostgres()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tb.Cleanup(stop)
+	return s
+}
+
+// StartPostgres is OwnPostgres for programs without a testing.TB (cmd/soak): it returns the
+// server and a function that stops it and removes its files.
+func StartPostgres() (*PGServer, func(), error) {
+	bin := pgBinDir()
+	if bin == "" {
+		return nil, nil, errors.New("harness: no PostgreSQL server binaries under /usr/lib/postgresql; run scripts/services.sh (apt-get install postgresql)")
+	}
+	dir, err := os.MkdirTemp("", "pgonce-pg-")
+	if err != nil {
+		return nil, nil, err
+	}
+	remove := func() { _ = os.RemoveAll(dir) }
 	_ = os.Chmod(dir, 0o755)
-	s := &PGServer{bin: bin, data: filepath.Join(dir, "data"), port: freePort(tb)}
+	port, err := freePort()
+	if err != nil {
+		remove()
+		return nil, nil, err
+	}
+	s := &PGServer{bin: bin, data: filepath.Join(dir, "data"), port: port}
 	if out, err := s.run("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
-		tb.Fatalf("harness: initdb: %v\n%s", err, out)
+		remove()
+		return nil, nil, fmt.Errorf("harness: initdb: %v\n%s", err, out)
 	}
 	s.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
-	if err := s.Start(); err != nil {
-		tb.Fatal(err)
+	stop := func() {
+		_, _ = s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop")
+		remove()
 	}
-	tb.Cleanup(func() { _, _ = s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop") })
-	return s
+	if err := s.Start(); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return s, stop, nil
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -116,12 +138,11 @@ func version(binDir string) int {
 	return n
 }
 
-func freePort(tb testing.TB) int {
-	tb.Helper()
+func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -32,18 +33,30 @@ type Proxy struct {
 // when tb ends.
 func NewProxy(tb testing.TB, upstream string) *Proxy {
 	tb.Helper()
+	p, err := StartProxy(upstream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// StartProxy is NewProxy for programs without a testing.TB; Close stops it.
+func StartProxy(upstream string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("proxy: %v", err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p := &Proxy{Addr: ln.Addr().String(), upstream: upstream, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.accept)
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		p.CutAll()
-		p.wg.Wait()
-	})
-	return p
+	return p, nil
+}
+
+// Close stops listening, cuts every connection and waits for the copying to end.
+func (p *Proxy) Close() {
+	_ = p.ln.Close()
+	p.CutAll()
+	p.wg.Wait()
 }
 
 // ProxyURL returns databaseURL (postgres:// or redis://) with its host:port replaced by the
@@ -60,6 +73,8 @@ func ProxyURL(tb testing.TB, databaseURL string) (upstream string, rewrite func(
 		return c.String()
 	}
 }
+
+func (p *Proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
 // SetLatency delays every chunk in both directions by d (0 turns it off).
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
