@@ -101,9 +101,12 @@ type Result struct {
 
 // Step is one migration file run in its own transaction.
 type Step struct {
-	Version  uint
-	Name     string
-	Down     bool
+	// Version and Name identify the migration (Migration.Version, Migration.Name).
+	Version uint
+	Name    string
+	// Down is true when the step ran the down file.
+	Down bool
+	// Duration is the time from before the file ran to its commit, lock wait excluded.
 	Duration time.Duration
 }
 

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -350,4 +352,45 @@ func TestNewValidates(t *testing.T) {
 	}
 	_, err = migrations.New(pool, &migrations.Config{Schema: strings.Repeat("s", 63), MigrationsTable: `odd "name"`})
 	assert.NoError(t, err)
+}
+
+// A cancelled Up stops waiting for the lock and applies nothing.
+func TestMigratorCancelledWhileWaiting(t *testing.T) {
+	t.Parallel()
+	db := emptyDB(t, 0)
+	ctx := context.Background()
+	var dbName string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT current_database()`).Scan(&dbName))
+	// The key golang-migrate's pgx5 driver uses, computed by golang-migrate itself.
+	key, err := database.GenerateAdvisoryLockId("/"+dbName, db.Schema, migrations.DefaultMigrationsTable)
+	require.NoError(t, err)
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(ctx) }()
+	_, err = holder.Exec(ctx, `SELECT pg_advisory_xact_lock($1::bigint)`, key)
+	require.NoError(t, err)
+
+	m := newMigrator(t, db.Pool, nil)
+	upCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Up(upCtx)
+		done <- err
+	}()
+	// Wait until Up's backend waits on the holder's lock, then cancel it.
+	var holderPID uint32
+	require.NoError(t, holder.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holderPID))
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx,
+			`SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, int32(holderPID)).Scan(&n))
+		return n == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	require.NoError(t, holder.Rollback(ctx))
+	v, _, err := m.Version(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, v)
+	assert.False(t, tableIn(t, db.Pool, db.Schema, "dedupe_keys"))
 }
