@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/internal/pgtest"
+	"github.com/pgonce/pgonce/migrations"
 )
 
 // result is one in-process run of the command.
@@ -27,19 +28,26 @@ func cli(t *testing.T, url string, args ...string) result {
 	return cliCtx(context.Background(), t, url, &bytes.Buffer{}, args...)
 }
 
-func cliCtx(ctx context.Context, t *testing.T, url string, stdout interface {
+// output is where a run writes: a bytes.Buffer, or lines to follow it while it runs.
+type output interface {
 	Write([]byte) (int, error)
 	String() string
-}, args ...string) result {
+}
+
+func cliCtx(ctx context.Context, t *testing.T, url string, stdout output, args ...string) result {
 	t.Helper()
-	var stderr bytes.Buffer
+	return cliOut(ctx, t, url, stdout, &bytes.Buffer{}, args...)
+}
+
+func cliOut(ctx context.Context, t *testing.T, url string, stdout, stderr output, args ...string) result {
+	t.Helper()
 	env := func(k string) string {
 		if k == "DATABASE_URL" {
 			return url
 		}
 		return ""
 	}
-	code := run(ctx, args, env, stdout, &stderr)
+	code := run(ctx, args, env, stdout, stderr)
 	return result{code, stdout.String(), stderr.String()}
 }
 
@@ -209,6 +217,18 @@ func (l *lines) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// next is the run's next write to l; the test fails if the run ends first.
+func (l *lines) next(t *testing.T, done <-chan result) string {
+	t.Helper()
+	select {
+	case line := <-l.c:
+		return line
+	case r := <-done:
+		t.Fatalf("pgonce ended early: %+v", r)
+		return ""
+	}
+}
+
 func (l *lines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -226,9 +246,9 @@ func TestPurgeEvery(t *testing.T) {
 	done := make(chan result)
 	go func() { done <- cliCtx(ctx, t, db.URL, out, "purge", "--every", "10ms") }()
 
-	assert.Contains(t, <-out.c, "purged 3 expired keys")
+	assert.Contains(t, out.next(t, done), "purged 3 expired keys")
 	insertKeys(t, db, "payments.capture", 2) // between two runs: the next one finds them
-	for line := <-out.c; !strings.Contains(line, "purged 2 expired keys"); line = <-out.c {
+	for line := out.next(t, done); !strings.Contains(line, "purged 2 expired keys"); line = out.next(t, done) {
 		assert.Contains(t, line, "purged 0 expired keys", "a run that started before the insert")
 	}
 	cancel()
@@ -241,6 +261,36 @@ func TestPurgeEvery(t *testing.T) {
 	assert.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "stopped: context canceled")
 	assert.Equal(t, 2, countKeys(t, db), "the live row of each scope")
+}
+
+// A failed run of purge --every is reported and the next run tried: a purger started before
+// the table exists (or during an outage) recovers without a restart.
+func TestPurgeEveryCarriesOn(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, false) // no dedupe_keys yet
+	out, errs := &lines{c: make(chan string)}, &lines{c: make(chan string)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result)
+	go func() { done <- cliOut(ctx, t, db.URL, out, errs, "purge", "--every", "10ms") }()
+
+	line := errs.next(t, done)
+	assert.Contains(t, line, "pgonce purge: ")
+	assert.Contains(t, line, "(next run in 10ms)")
+	go func() {
+		for range errs.c { // failed runs until the table exists
+		}
+	}()
+	require.NoError(t, migrations.Up(context.Background(), db.URL, nil))
+	assert.Contains(t, out.next(t, done), "purged 0 expired keys", "the run after a failed one")
+	cancel()
+	go func() {
+		for range out.c {
+		}
+	}()
+	r := <-done
+	close(out.c)
+	close(errs.c)
+	assert.Equal(t, exitOK, r.code)
 }
 
 // key show prints the row Do stored; --body adds the body; a missing key exits 1.
