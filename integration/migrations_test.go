@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -109,4 +112,128 @@ func pgx5URL(u string) string {
 		panic("not a URL: " + u)
 	}
 	return "pgx5://" + rest
+}
+
+// The Migrator and the golang-migrate CLI (here its library, as the CLI uses it) share one
+// version table: each continues where the other stopped, in the Migrator's Schema given to
+// golang-migrate as search_path.
+func TestMigrationsGolangMigrateInterop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.DB(t, &pgtest.Options{NoMigrations: true})
+	schema := db.Schema + "_gm"
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+	})
+	m, err := migrations.New(db.Pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Migrate(ctx, 1)
+	require.NoError(t, err)
+
+	src, err := migrations.Source()
+	require.NoError(t, err)
+	gm, err := migrate.NewWithSourceInstance("iofs", src,
+		pgx5URL(pgtest.WithSearchPath(db.URL, schema))+"&x-migrations-table="+migrations.DefaultMigrationsTable)
+	require.NoError(t, err)
+	defer gm.Close()
+	v, dirty, err := gm.Version()
+	require.NoError(t, err, "golang-migrate reads the Migrator's version")
+	assert.Equal(t, uint(1), v)
+	assert.False(t, dirty)
+	require.NoError(t, gm.Up(), "golang-migrate applies what the Migrator has not")
+
+	require.NoError(t, m.Validate(ctx), "the Migrator reads golang-migrate's version")
+	require.NoError(t, gm.Down())
+	v, _, err = m.Version(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, v, "golang-migrate's nil version (no row)")
+	res, err := m.Up(ctx)
+	require.NoError(t, err)
+	assert.Len(t, res.Steps, int(latestVersion(t)))
+	assert.True(t, tableExists(t, &pgtest.DB{Pool: db.Pool, Schema: schema}, "dedupe_keys"))
+
+	// A file that fails under golang-migrate leaves the table dirty; the Migrator refuses.
+	require.NoError(t, gm.Force(1))
+	_, err = db.Pool.Exec(ctx, `UPDATE `+pgx.Identifier{schema, migrations.DefaultMigrationsTable}.Sanitize()+` SET dirty = true`)
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	assert.ErrorIs(t, err, migrations.ErrDirty)
+}
+
+// The Migrator's transaction-scoped lock is golang-migrate's lock key: while the golang-migrate
+// pgx5 driver (as the CLI opens it, from a URL) holds its session lock, Up waits.
+func TestMigrationsLockSharedWithGolangMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.DB(t, &pgtest.Options{NoMigrations: true})
+	drv, err := database.Open(pgx5URL(db.URL) + "&x-migrations-table=" + migrations.DefaultMigrationsTable)
+	require.NoError(t, err)
+	defer drv.Close()
+	require.NoError(t, drv.Lock())
+
+	var dbName string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT current_database()`).Scan(&dbName))
+	key, err := database.GenerateAdvisoryLockId("/"+dbName, db.Schema, migrations.DefaultMigrationsTable)
+	require.NoError(t, err)
+	var holder int32
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = $1::bigint::oid AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, key).Scan(&holder))
+
+	m, err := migrations.New(db.Pool, nil)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Up(ctx)
+		done <- err
+	}()
+	waitBlockedBy(t, db.Pool, holder, 1)
+	select {
+	case err := <-done:
+		t.Fatalf("Up returned while golang-migrate held the lock: %v", err)
+	default:
+	}
+	require.NoError(t, drv.Unlock())
+	require.NoError(t, <-done)
+	require.NoError(t, m.Validate(ctx))
+}
+
+// The costs the Migrator's doc states: Version two round trips; Up with nothing to do five
+// (resolve, BEGIN, lock, read, COMMIT); one migration seven plus the resolve (BEGIN, lock,
+// read, search_path, file, record, COMMIT). The file body goes through pgconn, which the
+// tracer does not see, hence one fewer counted.
+func TestMigratorRoundTrips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.DB(t, &pgtest.Options{NoMigrations: true})
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	rt := &roundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	m, err := migrations.New(pool, nil)
+	require.NoError(t, err)
+	_, err = m.Migrate(ctx, latestVersion(t)-1)
+	require.NoError(t, err)
+
+	count := func(f func()) int64 {
+		before := rt.n.Load()
+		f()
+		return rt.n.Load() - before
+	}
+	assert.Equal(t, int64(1+7-1), count(func() {
+		res, err := m.Up(ctx)
+		require.NoError(t, err)
+		require.Len(t, res.Steps, 1)
+	}), "one migration")
+	assert.Equal(t, int64(5), count(func() {
+		_, err := m.Up(ctx)
+		require.NoError(t, err)
+	}), "nothing to do")
+	assert.Equal(t, int64(2), count(func() {
+		_, _, err := m.Version(ctx)
+		require.NoError(t, err)
+	}), "Version")
 }

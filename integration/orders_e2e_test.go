@@ -156,7 +156,7 @@ func TestOrdersReportRunsOnce(t *testing.T) {
 func TestOrdersRefuseTextPostgreSQLCannotStore(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
-	svcs, urls := startOrders(t, db, ordersvc.Config{}, 1)
+	svcs, urls := startOrders(t, ordersvc.Config{DatabaseURL: db.URL}, 1)
 	ctx := context.Background()
 	require.NoError(t, svcs[0].Seed(ctx, "widget", "Widget", 10))
 

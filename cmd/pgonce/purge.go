@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgonce/pgonce/dedupe"
+)
+
+const purgeHelp = `purge [--batch N] [--every D] [flags]
+
+Deletes expired keys, oldest first, in statements of at most N rows that skip rows a request
+holds (dedupe.Purge), and prints how many it deleted. With --every, purges every D until
+SIGINT or SIGTERM and exits 0; a failed run is reported and the next one tried.`
+
+func (a *app) purge(ctx context.Context, args []string) int {
+	c := a.newCommand("purge", purgeHelp)
+	batch := c.fs.Int("batch", dedupe.DefaultPurgeBatch, "rows deleted per statement")
+	every := c.fs.Duration("every", 0, "purge again every `D` (e.g. 10m) until interrupted; 0: once")
+	if _, code, ok := a.parse(c, args, 0); !ok {
+		return code
+	}
+	if *batch <= 0 {
+		return a.usageError(c.name, fmt.Sprintf("--batch must be positive, got %d", *batch), "")
+	}
+	if *every < 0 {
+		return a.usageError(c.name, fmt.Sprintf("--every must not be negative, got %s", *every), "")
+	}
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return a.fail(c.name, err)
+	}
+	defer pool.Close()
+	d := dedupe.New(&dedupe.Options{Table: c.keysTable()})
+
+	once := func() error {
+		start := time.Now()
+		n, err := d.Purge(ctx, pool, *batch)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		// When interrupted mid-run, the batches already committed are still worth reporting.
+		fmt.Fprintf(a.stdout, "purged %d expired keys in %s\n", n, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	if *every == 0 {
+		if err := once(); err != nil {
+			return a.fail(c.name, err)
+		}
+		return exitOK
+	}
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	for {
+		if err := once(); err != nil {
+			fmt.Fprintf(a.stderr, "pgonce purge: %v (next run in %s)\n", err, *every)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(a.stdout, "stopped: %v\n", context.Cause(ctx))
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return exitOK
+			}
+			return exitFail
+		case <-tick.C:
+		}
+	}
+}
