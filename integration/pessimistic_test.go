@@ -398,7 +398,10 @@ func TestPessimisticDeadlock(t *testing.T) {
 		}
 		require.NoError(t, errs[0])
 		require.NoError(t, errs[1])
-		assert.Equal(t, 3, attempts[0]+attempts[1], "the victim ran again once")
+		// At least one retry. Exactly one is what usually happens, but when the victim's rerun
+		// locks its first row before the survivor, woken by the victim's rollback, takes it,
+		// the two deadlock again; RetryTx reruns that victim too.
+		assert.GreaterOrEqual(t, attempts[0]+attempts[1], 3, "the victim ran again")
 	}
 	assert.Equal(t, 200, count(t, db.Pool, `SELECT sum(stock) FROM products`), "transfers conserve stock")
 }

@@ -200,14 +200,17 @@ func TestLockExpiredHoldSparesNewerHoldOfSameOwner(t *testing.T) {
 func TestWatchdogKeepsLock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
-	ttl := 300 * time.Millisecond
+	// TTL and timeout leave room for a loaded host: with 300ms (a 30ms refresh timeout) a
+	// refresh delayed by the scheduler lost the lock, which is what the watchdog promises to
+	// do when Redis is that slow, not what this test is about.
+	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t), Timeout: 500 * time.Millisecond})
+	ttl := 2 * time.Second
 	lock, err := locker.Obtain(ctx, "long-job", ttl, nil)
 	require.NoError(t, err)
 	work, stop := lock.Watch(ctx)
 	defer stop()
 
-	deadline := time.NewTimer(4 * ttl) // the work takes 4xTTL
+	deadline := time.NewTimer(5 * ttl / 2) // the work outlives the TTL, over several refreshes
 	defer deadline.Stop()
 	tick := time.NewTicker(ttl / 5)
 	defer tick.Stop()
@@ -239,8 +242,8 @@ func TestWatchdogCancelsWhenRedisStops(t *testing.T) {
 	t.Parallel()
 	srv := harness.StartRedis(t)
 	ctx := context.Background()
-	locker := redisguard.NewLocker(srv.Client(), nil)
-	ttl := 600 * time.Millisecond
+	locker := redisguard.NewLocker(srv.Client(), &redisguard.LockerOptions{Timeout: 500 * time.Millisecond})
+	ttl := 2 * time.Second
 	lock, err := locker.Obtain(ctx, "job", ttl, nil)
 	require.NoError(t, err)
 	work, stop := lock.Watch(ctx)
@@ -269,7 +272,7 @@ func TestWatchdogCancelsWhenRefreshHangs(t *testing.T) {
 	hanging := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second}) // ignores context deadlines
 	t.Cleanup(func() { _ = hanging.Close() })
 	locker := redisguard.NewLocker(hanging, nil)
-	ttl := 300 * time.Millisecond
+	ttl := time.Second // leaves the timer a second of scheduling slack on a loaded host
 	lock, err := locker.Obtain(ctx, "job", ttl, nil)
 	require.NoError(t, err)
 	work, stop := lock.Watch(ctx)

@@ -134,8 +134,10 @@ func TestQuorumValidityAccountsForDrift(t *testing.T) {
 		c := harness.StartRedis(t).Client()
 		nodes, clients = append(nodes, c), append(clients, c)
 	}
-	ttl := 4 * time.Second
-	half, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 0.5})
+	// Generous TTL and node timeout: with 4s (a 400ms round timeout) a loaded host missed
+	// the quorum, which is not what this test is about.
+	ttl := 20 * time.Second
+	half, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 0.5, Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	before := time.Now()
 	lock, err := half.Obtain(ctx, "drift", ttl, nil)
@@ -147,7 +149,7 @@ func TestQuorumValidityAccountsForDrift(t *testing.T) {
 	require.NoError(t, lock.Release(ctx))
 
 	// A drift allowance of the whole TTL (+2ms) leaves no validity however fast the nodes are.
-	none, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 1})
+	none, err := redisguard.NewQuorumLocker(nodes, &redisguard.LockerOptions{DriftFactor: 1, Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	_, err = none.Obtain(ctx, "drift", ttl, nil)
 	require.ErrorIs(t, err, redisguard.ErrNotObtained)
