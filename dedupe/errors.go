@@ -25,6 +25,11 @@ var (
 	// transaction to Do.
 	ErrTxEnded = errors.New("dedupe: function ended or broke its transaction")
 
+	// ErrUnavailable means a runner in front of the database (the Redis guard with
+	// redisguard.FailClosed) refused the request because something it depends on is down.
+	// Nothing ran; retry later with the same key. HTTP: 503 with Retry-After.
+	ErrUnavailable = errors.New("dedupe: unavailable")
+
 	// ErrIncomplete means a committed key has no stored response. Do never commits such a row;
 	// it appears only when a function ended the transaction itself (ErrTxEnded) or the row was
 	// written by other code.

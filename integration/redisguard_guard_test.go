@@ -474,6 +474,7 @@ func TestRedisSlowGuardTimesOut(t *testing.T) {
 
 	_, err = closed.Do(ctx, d, db.Pool, dedupe.Request{Scope: "orders", Key: "k2"}, insertOrder(&calls, "k2"))
 	require.ErrorIs(t, err, redisguard.ErrUnavailable)
+	assert.ErrorIs(t, err, dedupe.ErrUnavailable, "the outcome the HTTP middleware answers with 503")
 	assert.Equal(t, int64(1), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 	t.Logf("fail-open request took %v with Redis paused (Timeout %v)", took, timeout)

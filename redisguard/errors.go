@@ -3,6 +3,8 @@ package redisguard
 import (
 	"errors"
 	"fmt"
+
+	"github.com/pgonce/pgonce/dedupe"
 )
 
 // Outcomes a caller branches on; test with errors.Is. A duplicate turned away because its key
@@ -12,7 +14,8 @@ var (
 	// ErrUnavailable means Redis failed or did not answer within the guard's Timeout. Guard.Do
 	// returns it only with FailClosed; with FailOpen (the default) it goes to OnError and the
 	// request runs on PostgreSQL alone.
-	ErrUnavailable = errors.New("redisguard: redis unavailable")
+	// It wraps dedupe.ErrUnavailable, which the HTTP middleware answers with 503.
+	ErrUnavailable error = unavailableError{}
 
 	// ErrTokenUnknown means the token was never issued for the scope, or has expired.
 	ErrTokenUnknown = errors.New("redisguard: token unknown or expired")
@@ -64,3 +67,10 @@ func (e *LockError) Error() string { return fmt.Sprintf("%v (lock %q)", e.Err, e
 
 // Unwrap returns the cause, for errors.Is and errors.As.
 func (e *LockError) Unwrap() error { return e.Err }
+
+// unavailableError is ErrUnavailable: a Redis failure that also matches the outcome
+// dedupe.ErrUnavailable in errors.Is.
+type unavailableError struct{}
+
+func (unavailableError) Error() string        { return "redisguard: redis unavailable" }
+func (unavailableError) Is(target error) bool { return target == dedupe.ErrUnavailable }

@@ -28,8 +28,11 @@ var (
 // of visible ASCII without quotes, backslashes or whitespace (8e03978e-40d5). Exactly one
 // header line must be present, and the key must be 1 to dedupe.MaxKeyLen bytes. Errors wrap
 // ErrKeyMissing or ErrKeyMalformed.
-func ParseKey(h http.Header) (string, error) {
-	values := h.Values(HeaderKey)
+func ParseKey(h http.Header) (string, error) { return parseKeyIn(h, HeaderKey) }
+
+// parseKeyIn is ParseKey on the header named name (Config.Header).
+func parseKeyIn(h http.Header, name string) (string, error) {
+	values := h.Values(name)
 	switch len(values) {
 	case 0:
 		return "", ErrKeyMissing

@@ -2,6 +2,7 @@ package dedupehttp
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,21 +22,29 @@ import (
 	"github.com/pgonce/pgonce/dedupe"
 )
 
-// Runner executes one deduplicated request. *dedupe.Deduper satisfies it; so does a runner
-// that puts a Redis guard in front of one (redisguard).
-type Runner interface {
-	Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error)
-}
-
 // Config configures a Middleware. DB is required; every other zero value means the default
 // noted on the field.
 type Config struct {
 	// DB is where requests run: normally a *pgxpool.Pool. Required.
 	DB dedupe.DB
-	// Runner executes requests; default dedupe.New(nil). Give it a *dedupe.Deduper with your
-	// options (TTL, LockWait: the bounded wait after which a concurrent duplicate gets 409),
-	// or a Redis-fronted runner.
-	Runner Runner
+	// Runner executes requests; default a *dedupe.Deduper with LockWait DefaultLockWait, so
+	// that a concurrent duplicate waits at most that long for the first request (holding a
+	// pooled connection meanwhile) and then gets 409. Give it a *dedupe.Deduper with your
+	// options (TTL, LockWait), or a Redis-fronted runner (redisguard.Guard.Wrap).
+	Runner dedupe.Runner
+	// Header is the request header that carries the key; default HeaderKey
+	// ("Idempotency-Key").
+	Header string
+	// Fingerprint computes the request's fingerprint from the request and its body; default
+	// dedupe.Fingerprint over method, path with the sorted query, and the canonical body. Set
+	// it to fingerprint chosen fields only (the way Powertools' payload_validation_jmespath
+	// or River's ByArgs do), so that retries that differ in other fields replay instead of
+	// getting 422. Requests whose fingerprints differ are different requests.
+	Fingerprint func(r *http.Request, body []byte) []byte
+	// OnReplay, when set, is called for every response replayed to a retry (res.Source says
+	// whether PostgreSQL or Redis answered), after the response was written: for metrics and
+	// audit logs.
+	OnReplay func(r *http.Request, res dedupe.Result)
 	// Methods are the HTTP methods that are deduplicated; default POST and PATCH. Requests
 	// with other methods pass straight through, without a transaction.
 	Methods []string
@@ -58,7 +67,8 @@ type Config struct {
 	// Commit decides from the handler's status whether its transaction commits (and the
 	// response is stored for replays). Default: status < 500; a 5xx rolls back and frees the key.
 	Commit func(status int) bool
-	// RetryAfter is sent with 409 responses; default 1s.
+	// RetryAfter is sent with 409 and 503 responses; default the default runner's LockWait
+	// (DefaultLockWait) when Runner is nil, else DefaultRetryAfter.
 	RetryAfter time.Duration
 	// TTL is how long keys are remembered; 0 means the Runner's default.
 	TTL time.Duration
@@ -74,6 +84,9 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultRetryAfter   = time.Second
+	// DefaultLockWait is the LockWait of the default runner: how long a concurrent duplicate
+	// waits for the first request before it gets 409.
+	DefaultLockWait = 5 * time.Second
 )
 
 // Middleware makes handlers idempotent with the Idempotency-Key header: the handler runs in a
@@ -87,13 +100,19 @@ const (
 //	400 idempotency-key-malformed   several header lines, bad quoting, control bytes, > 255 bytes
 //	413 request-too-large           body over MaxBodyBytes
 //	422 idempotency-key-mismatch    key already used for a request with another fingerprint
+//	400 request-body-unreadable     the request body could not be read
 //	409 idempotency-key-in-progress first request still running past the Runner's LockWait (+ Retry-After)
+//	503 idempotency-unavailable     the runner refused for want of a dependency (dedupe.ErrUnavailable:
+//	                                Redis down with redisguard.FailClosed) (+ Retry-After)
 //	500 internal-error              database failure, response too large to store
 //
 // all as application/problem+json (RFC 9457).
 type Middleware struct {
 	db          dedupe.DB
-	runner      Runner
+	runner      dedupe.Runner
+	header      string
+	fingerprint func(*http.Request, []byte) []byte
+	onReplay    func(*http.Request, dedupe.Result)
 	methods     map[string]bool
 	route       func(*http.Request) string
 	tenant      func(*http.Request) string
@@ -115,6 +134,9 @@ func New(cfg Config) (*Middleware, error) {
 	m := &Middleware{
 		db:          cfg.DB,
 		runner:      cfg.Runner,
+		header:      cmp.Or(cfg.Header, HeaderKey),
+		fingerprint: cfg.Fingerprint,
+		onReplay:    cfg.OnReplay,
 		methods:     map[string]bool{},
 		route:       cfg.Route,
 		tenant:      cfg.Tenant,
@@ -122,13 +144,28 @@ func New(cfg Config) (*Middleware, error) {
 		maxResp:     cfg.MaxResponseBytes,
 		keep:        []string{"Content-Type", "Location"},
 		commit:      cfg.Commit,
-		retryAfter:  retryAfter(cfg.RetryAfter),
 		ttl:         cfg.TTL,
 		problemBase: cfg.ProblemTypeBase,
 		log:         cfg.Logger,
 	}
+	retry := cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
 	if m.runner == nil {
-		m.runner = dedupe.New(nil)
+		m.runner = dedupe.New(&dedupe.Options{LockWait: DefaultLockWait})
+		retry = cmp.Or(cfg.RetryAfter, DefaultLockWait)
+	}
+	if cfg.RetryAfter < 0 {
+		return nil, errors.New("dedupehttp: Config.RetryAfter is negative")
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxResponseBytes < 0 {
+		return nil, errors.New("dedupehttp: a byte limit in Config is negative")
+	}
+	if textproto.CanonicalMIMEHeaderKey(m.header) == "" || strings.ContainsAny(m.header, " \t:") {
+		return nil, fmt.Errorf("dedupehttp: Config.Header %q is not a header name", cfg.Header)
+	}
+	if m.fingerprint == nil {
+		m.fingerprint = func(r *http.Request, body []byte) []byte {
+			return dedupe.Fingerprint(r.Method, canonicalTarget(r), body)
+		}
 	}
 	methods := cfg.Methods
 	if len(methods) == 0 {
@@ -154,9 +191,7 @@ func New(cfg Config) (*Middleware, error) {
 	if m.commit == nil {
 		m.commit = func(status int) bool { return status < 500 }
 	}
-	if cfg.RetryAfter <= 0 {
-		m.retryAfter = retryAfter(DefaultRetryAfter)
-	}
+	m.retryAfter = retryAfter(retry)
 	if m.problemBase == "" {
 		m.problemBase = DefaultProblemTypeBase
 	}
@@ -191,7 +226,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		return
 	}
 	start := time.Now()
-	key, err := ParseKey(r.Header)
+	key, err := parseKeyIn(r.Header, m.header)
 	if errors.Is(err, ErrKeyMissing) && !required {
 		next.ServeHTTP(w, r)
 		return
@@ -215,7 +250,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 			m.logOutcome(r, key, "too_large", http.StatusRequestEntityTooLarge, 0, start, nil)
 			return
 		}
-		m.problem(w, http.StatusBadRequest, ProblemKeyMalformed, "Request body unreadable", "")
+		m.problem(w, http.StatusBadRequest, ProblemBodyUnreadable, "Request body unreadable", "")
 		m.logOutcome(r, key, "invalid", http.StatusBadRequest, 0, start, err)
 		return
 	}
@@ -223,7 +258,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	req := dedupe.Request{
 		Scope:       m.scope(r),
 		Key:         key,
-		Fingerprint: dedupe.Fingerprint(r.Method, canonicalTarget(r), body),
+		Fingerprint: m.fingerprint(r, body),
 		TTL:         m.ttl,
 	}
 	var last *recorder // the attempt whose transaction committed, when the function ran
@@ -231,7 +266,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		// Do may run this more than once (serialization retries): each attempt gets a fresh
 		// recorder and a fresh reader over the same body bytes.
 		rec := newRecorder(m.maxResp)
-		next.ServeHTTP(rec, withBody(r.WithContext(withTx(ctx, tx)), body))
+		next.ServeHTTP(rec, withBody(r.WithContext(withKey(withTx(ctx, tx), key)), body))
 		if rec.large {
 			return dedupe.Response{}, errResponseTooLarge
 		}
@@ -256,6 +291,9 @@ func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string,
 		w.WriteHeader(res.Response.Status)
 		_, _ = w.Write(res.Response.Body)
 		m.logOutcome(r, key, "replayed", res.Response.Status, res.Attempts, start, nil)
+		if m.onReplay != nil {
+			m.onReplay(r, res)
+		}
 	case err == nil && last != nil:
 		writeRecorded(w, last)
 		m.logOutcome(r, key, "first", last.statusCode(), res.Attempts, start, nil)
@@ -279,6 +317,11 @@ func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string,
 		m.problem(w, http.StatusConflict, ProblemKeyInProgress, "A request with this Idempotency-Key is in progress",
 			"Retry after the time in Retry-After to receive its response.")
 		m.logOutcome(r, key, "in_progress", http.StatusConflict, res.Attempts, start, nil)
+	case errors.Is(err, dedupe.ErrUnavailable):
+		w.Header().Set("Retry-After", m.retryAfter)
+		m.problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "Idempotency check unavailable",
+			"A service the idempotency check depends on is unavailable. Retry with the same key after the time in Retry-After.")
+		m.logOutcome(r, key, "unavailable", http.StatusServiceUnavailable, res.Attempts, start, err)
 	case errors.Is(err, errResponseTooLarge), errors.Is(err, dedupe.ErrResponseTooLarge):
 		m.problem(w, http.StatusInternalServerError, ProblemInternal, "Response too large to store", "")
 		m.logOutcome(r, key, "too_large", http.StatusInternalServerError, res.Attempts, start, err)

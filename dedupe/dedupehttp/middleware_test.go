@@ -29,10 +29,15 @@ type orderService struct {
 	status  int           // answer this status instead of creating (0: create)
 	block   chan struct{} // when set, wait on it after inserting (holds the claim open)
 	entered chan struct{} // when set, signalled after inserting
+	// onRequest, when set, sees each request the handler serves.
+	onRequest func(r *http.Request)
 }
 
 func (s *orderService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls.Add(1)
+	if s.onRequest != nil {
+		s.onRequest(r)
+	}
 	tx, ok := dedupehttp.Tx(r.Context())
 	if !ok {
 		w.Header().Set("X-No-Tx", "true")

@@ -15,6 +15,8 @@ const (
 	ProblemKeyMismatch     = "idempotency-key-mismatch"    // 422
 	ProblemKeyInProgress   = "idempotency-key-in-progress" // 409
 	ProblemRequestTooLarge = "request-too-large"           // 413
+	ProblemBodyUnreadable  = "request-body-unreadable"     // 400
+	ProblemUnavailable     = "idempotency-unavailable"     // 503
 	ProblemInternal        = "internal-error"              // 500
 )
 

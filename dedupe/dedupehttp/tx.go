@@ -20,3 +20,17 @@ func Tx(ctx context.Context) (tx pgx.Tx, ok bool) {
 func withTx(ctx context.Context, tx pgx.Tx) context.Context {
 	return context.WithValue(ctx, txKey{}, tx)
 }
+
+type keyKey struct{}
+
+// Key returns the idempotency key of the request being served, as the middleware parsed it
+// (so handlers need not parse the header again); ok is false when the request is not
+// deduplicated.
+func Key(ctx context.Context) (key string, ok bool) {
+	key, ok = ctx.Value(keyKey{}).(string)
+	return key, ok
+}
+
+func withKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyKey{}, key)
+}

@@ -85,7 +85,7 @@ func (s *Service) createOrder(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, ProblemInvalidOrder, "Invalid order", err.Error())
 		return
 	}
-	key, _ := dedupehttp.ParseKey(r.Header)
+	key, _ := dedupehttp.Key(ctx)
 
 	order, err := placeOrder(ctx, tx, in, key)
 	if err == nil && s.after != nil {
