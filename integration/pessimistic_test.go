@@ -286,58 +286,75 @@ func TestPessimisticRunOnce(t *testing.T) {
 		return nil
 	}
 	start := make(chan struct{})
-	results := make(chan error, 8)
+	type result struct {
+		outcome pessimistic.RunOutcome
+		err     error
+	}
+	results := make(chan result, 8)
 	for range 8 {
 		go func() {
 			<-start
-			results <- pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+			o, err := pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+			results <- result{o, err}
 		}()
 	}
 	close(start)
 	// The runner is held inside its job; the seven others must come back without waiting.
-	var errs []error
+	var others []result
 	for range 7 {
 		select {
-		case err := <-results:
-			errs = append(errs, err)
+		case r := <-results:
+			others = append(others, r)
 		case <-time.After(30 * time.Second):
 			close(release)
 			t.Fatal("the other starters waited for the running job instead of being turned away")
 		}
 	}
-	for _, err := range errs {
-		assert.ErrorIs(t, err, pessimistic.ErrTaken, "turned away while the job runs")
-		assert.NotErrorIs(t, err, pessimistic.ErrAlreadyRan)
+	for _, r := range others {
+		assert.NoError(t, r.err)
+		assert.Equal(t, pessimistic.RunRunningElsewhere, r.outcome, "turned away while the job runs")
 	}
 	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM reports`), "nothing is visible before the run commits")
 	close(release)
-	assert.NoError(t, <-results, "the runner committed")
+	ran := <-results
+	assert.NoError(t, ran.err)
+	assert.Equal(t, pessimistic.RunRan, ran.outcome, "the runner committed")
 	assert.Equal(t, int64(1), runs.Load())
-	err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
-	assert.ErrorIs(t, err, pessimistic.ErrAlreadyRan)
-	assert.NotErrorIs(t, err, pessimistic.ErrTaken)
+	outcome, err := pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunAlreadyRan, outcome)
 	assert.Equal(t, int64(1), runs.Load(), "a later start does not run the job")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM reports`), "one report in the database")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys WHERE scope = 'job:daily-report' AND key = '2026-11-22'`),
 		"one record of the run")
 
 	boom := errors.New("report failed")
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-23", nil, func(context.Context, pgx.Tx) error { return boom }), boom)
-	require.NoError(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-23", nil, func(context.Context, pgx.Tx) error { return nil }),
-		"a failed run leaves the period free")
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "", "p", nil, job), pessimistic.ErrInvalid)
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", "", nil, job), pessimistic.ErrInvalid)
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", "p", nil, nil), pessimistic.ErrNilFunc)
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, (*pgxpool.Pool)(nil), "j", "p", nil, job), pessimistic.ErrNilDB)
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.Pool, "j", strings.Repeat("p", 256), nil, job), pessimistic.ErrInvalid)
+	runErr := func(job, period string, fn func(context.Context, pgx.Tx) error) error {
+		_, err := pessimistic.RunOnce(ctx, db.Pool, job, period, nil, fn)
+		return err
+	}
+	assert.ErrorIs(t, runErr("daily-report", "2026-11-23", func(context.Context, pgx.Tx) error { return boom }), boom)
+	outcome, err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-23", nil, func(context.Context, pgx.Tx) error { return nil })
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunRan, outcome, "a failed run leaves the period free")
+	assert.ErrorIs(t, runErr("", "p", job), pessimistic.ErrInvalid)
+	assert.ErrorIs(t, runErr("j", "", job), pessimistic.ErrInvalid)
+	assert.ErrorIs(t, runErr("j", "p", nil), pessimistic.ErrNilFunc)
+	_, err = pessimistic.RunOnce(ctx, (*pgxpool.Pool)(nil), "j", "p", nil, job)
+	assert.ErrorIs(t, err, pessimistic.ErrNilDB)
+	assert.ErrorIs(t, runErr("j", strings.Repeat("p", 256), job), pessimistic.ErrInvalid)
 
 	// Inside the caller's transaction, the run commits (or not) with it.
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, pessimistic.RunOnce(ctx, tx, "daily-report", "2026-11-24", nil, func(context.Context, pgx.Tx) error { return nil }))
+	noop := func(context.Context, pgx.Tx) error { return nil }
+	outcome, err = pessimistic.RunOnce(ctx, tx, "daily-report", "2026-11-24", nil, noop)
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunRan, outcome)
 	require.NoError(t, tx.Rollback(ctx))
-	require.NoError(t, pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-24", nil, func(context.Context, pgx.Tx) error { return nil }),
-		"the rolled-back run left the period free")
+	outcome, err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-24", nil, noop)
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunRan, outcome, "the rolled-back run left the period free")
 }
 
 // Two transactions lock two rows in opposite orders: PostgreSQL aborts one with 40P01, which

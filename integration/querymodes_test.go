@@ -228,8 +228,12 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 	assert.ErrorIs(t, pessimistic.FencedWrite(ctx, db.pool, "stock:a", 6, write), pessimistic.ErrStaleToken)
 
 	day := func(ctx context.Context, tx pgx.Tx) error { return write(ctx, tx) }
-	require.NoError(t, pessimistic.RunOnce(ctx, db.pool, "modes", "2026-11-26", nil, day))
-	assert.ErrorIs(t, pessimistic.RunOnce(ctx, db.pool, "modes", "2026-11-26", nil, day), pessimistic.ErrAlreadyRan)
+	outcome, err := pessimistic.RunOnce(ctx, db.pool, "modes", "2026-11-26", nil, day)
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunRan, outcome)
+	outcome, err = pessimistic.RunOnce(ctx, db.pool, "modes", "2026-11-26", nil, day)
+	require.NoError(t, err)
+	assert.Equal(t, pessimistic.RunAlreadyRan, outcome)
 
 	if db.session {
 		err := pessimistic.WithSessionLock(ctx, db.pool, pessimistic.Key("modes-session"), func(ctx context.Context, conn *pgx.Conn) error {

@@ -28,7 +28,8 @@
 //     else here works there, in every pgx query mode).
 //
 //   - RunOnce: of N processes starting the same job for the same period, exactly one runs it;
-//     the others learn ErrTaken (running now) or ErrAlreadyRan (a dedupe row records the run).
+//     the others learn, as an outcome and not an error, RunRunningElsewhere (running now) or
+//     RunAlreadyRan (a dedupe row records the run).
 //
 //   - RetryTx and ErrDeadlock: rerun a whole transaction that PostgreSQL chose as a deadlock
 //     victim (40P01) or failed to serialize (40001).

@@ -2,7 +2,6 @@ package pessimistic_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -20,11 +19,11 @@ func ExampleRunOnce() {
 		return nil // its writes go through tx and commit with the record of the run
 	}
 	for range 2 {
-		err := pessimistic.RunOnce(ctx, pool, "daily-report", "2026-11-22", nil, report)
-		fmt.Println(err == nil, errors.Is(err, pessimistic.ErrAlreadyRan), errors.Is(err, pessimistic.ErrTaken))
+		outcome, err := pessimistic.RunOnce(ctx, pool, "daily-report", "2026-11-22", nil, report)
+		fmt.Println(outcome, err)
 	}
 	// Output:
 	// building the report
-	// true false false
-	// false true false
+	// ran <nil>
+	// already_ran <nil>
 }

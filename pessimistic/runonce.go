@@ -2,7 +2,6 @@ package pessimistic
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,13 +10,33 @@ import (
 	"github.com/pgonce/pgonce/dedupe"
 )
 
-var (
-	// ErrTaken means another process is running the job for this period right now. It does
-	// not mean the run will succeed: if it fails, the period stays free for a later call.
-	ErrTaken = errors.New("pessimistic: job is running elsewhere")
-	// ErrAlreadyRan means a run of the job for this period committed already.
-	ErrAlreadyRan = errors.New("pessimistic: job already ran for this period")
+// RunOutcome is what a RunOnce call did. All three are normal outcomes, not errors: when many
+// processes start the same job, all but one are meant to not run it.
+type RunOutcome int
+
+const (
+	// RunRan: this call ran fn, and its run committed.
+	RunRan RunOutcome = iota + 1
+	// RunRunningElsewhere: another process is running the job for this period right now;
+	// fn did not run. It does not mean that run will succeed: if it fails, the period stays
+	// free for a later call.
+	RunRunningElsewhere
+	// RunAlreadyRan: a run of the job for this period committed before; fn did not run.
+	RunAlreadyRan
 )
+
+// String returns the outcome's name as logged: ran, running_elsewhere, already_ran.
+func (o RunOutcome) String() string {
+	switch o {
+	case RunRan:
+		return "ran"
+	case RunRunningElsewhere:
+		return "running_elsewhere"
+	case RunAlreadyRan:
+		return "already_ran"
+	}
+	return fmt.Sprintf("RunOutcome(%d)", int(o))
+}
 
 // RunOnceOptions configures RunOnce. A nil *RunOnceOptions means the defaults.
 type RunOnceOptions struct {
@@ -30,14 +49,16 @@ type RunOnceOptions struct {
 
 // RunOnce runs fn for (job, period) at most once across all processes sharing the database:
 // the scheduled job that every node starts at midnight ("daily-report", "2026-11-22"). Of N
-// concurrent callers exactly one runs fn and gets its result; the others get ErrTaken at
-// once, without waiting; callers after a run committed get ErrAlreadyRan. fn runs in a
+// concurrent callers exactly one runs fn and gets RunRan (or fn's error); the others get
+// RunRunningElsewhere at once, without waiting; callers after a run committed get
+// RunAlreadyRan. The error is reserved for what went wrong (fn's error, the database's,
+// invalid input), and the outcome is then zero. fn runs in a
 // transaction on db together with the record of the run, so a run that fails (fn returns an
 // error, the process dies) records nothing and the next call runs it again.
 //
 // Mechanism: BEGIN; a transaction-scoped advisory try-lock on RunOnceKey(job, period)
-// (never waits: ErrTaken when held); then dedupe.Do in the same transaction for the request
-// (scope "job:"+job, key period), which replays (ErrAlreadyRan) if the run committed before,
+// (never waits: RunRunningElsewhere when held); then dedupe.Do in the same transaction for the
+// request (scope "job:"+job, key period), which replays (RunAlreadyRan) if the run committed before,
 // and otherwise runs fn and stores the record with fn's writes; COMMIT releases the lock.
 // Cost: BEGIN, the try-lock, the dedupe claim, fn's statements, the record and COMMIT; the
 // advisory lock and a connection are held while fn runs. A run's serialization failure or
@@ -46,22 +67,22 @@ type RunOnceOptions struct {
 // db may be a pool, a connection or the caller's pgx.Tx (then RunOnce uses a savepoint, and
 // the run commits, and the lock is released, with the caller's transaction). job must be
 // a valid dedupe scope once prefixed with "job:", period a valid dedupe key (non-empty).
-func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnceOptions, fn func(ctx context.Context, tx pgx.Tx) error) error {
+func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnceOptions, fn func(ctx context.Context, tx pgx.Tx) error) (RunOutcome, error) {
 	if fn == nil {
-		return ErrNilFunc
+		return 0, ErrNilFunc
 	}
 	if isNil(db) {
-		return ErrNilDB
+		return 0, ErrNilDB
 	}
 	if job == "" {
-		return fmt.Errorf("%w: empty job name", ErrInvalid)
+		return 0, fmt.Errorf("%w: empty job name", ErrInvalid)
 	}
 	req := dedupe.Request{Scope: "job:" + job, Key: period}
 	if err := dedupe.ValidateScope(req.Scope); err != nil {
-		return fmt.Errorf("%w: job: %w", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: job: %w", ErrInvalid, err)
 	}
 	if err := dedupe.ValidateKey(req.Key); err != nil {
-		return fmt.Errorf("%w: period: %w", ErrInvalid, err)
+		return 0, fmt.Errorf("%w: period: %w", ErrInvalid, err)
 	}
 	d, remember := dedupe.New(nil), 400*24*time.Hour
 	if opts != nil {
@@ -73,13 +94,15 @@ func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnce
 		}
 	}
 	req.TTL = remember
-	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+	var outcome RunOutcome
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		ok, err := TryXactLock(ctx, tx, RunOnceKey(job, period))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s for %s", ErrTaken, job, period)
+			outcome = RunRunningElsewhere
+			return nil // nothing was written: committing the empty transaction ends it
 		}
 		res, err := d.Do(ctx, tx, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
 			return dedupe.Response{Status: 200}, fn(ctx, tx)
@@ -87,11 +110,16 @@ func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnce
 		if err != nil {
 			return err
 		}
+		outcome = RunRan
 		if res.Replayed {
-			return fmt.Errorf("%w: %s for %s", ErrAlreadyRan, job, period)
+			outcome = RunAlreadyRan
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return outcome, nil
 }
 
 // RunOnceKey is the advisory lock key RunOnce holds while running (job, period):

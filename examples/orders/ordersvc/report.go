@@ -2,7 +2,6 @@ package ordersvc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -101,16 +100,16 @@ func (s *Service) sendSummaries(ctx context.Context, day time.Time) (int, error)
 // runOnce runs job for period at most once across all instances (pessimistic.RunOnce) and
 // names the outcome.
 func (s *Service) runOnce(ctx context.Context, job, period string, fn func(context.Context, pgx.Tx) error) (string, error) {
-	err := pessimistic.RunOnce(ctx, s.pool, job, period, &pessimistic.RunOnceOptions{Deduper: s.dedupe}, fn)
+	outcome, err := pessimistic.RunOnce(ctx, s.pool, job, period, &pessimistic.RunOnceOptions{Deduper: s.dedupe}, fn)
 	switch {
-	case err == nil:
-		return "built", nil
-	case errors.Is(err, pessimistic.ErrTaken):
+	case err != nil:
+		return "", err
+	case outcome == pessimistic.RunRunningElsewhere:
 		return "taken", nil
-	case errors.Is(err, pessimistic.ErrAlreadyRan):
+	case outcome == pessimistic.RunAlreadyRan:
 		return "already built", nil
 	}
-	return "", err
+	return "built", nil
 }
 
 // StartBackground runs the periodic jobs until ctx ends or the returned stop function is
