@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgonce/pgonce/internal/backoff"
 	"github.com/pgonce/pgonce/internal/pgerr"
+	"github.com/pgonce/pgonce/internal/retry"
 )
 
 // DB is the database handle Do runs on, satisfied by *pgxpool.Pool, *pgx.Conn and pgx.Tx.
@@ -83,9 +83,9 @@ type Options struct {
 // Defaults of Options.
 const (
 	DefaultTTL              = 24 * time.Hour
-	DefaultMaxAttempts      = 5
-	DefaultRetryBaseDelay   = 5 * time.Millisecond
-	DefaultRetryMaxDelay    = 500 * time.Millisecond
+	DefaultMaxAttempts      = retry.DefaultMaxAttempts
+	DefaultRetryBaseDelay   = retry.DefaultBaseDelay
+	DefaultRetryMaxDelay    = retry.DefaultMaxDelay
 	DefaultMaxResponseBytes = 1 << 20
 	DefaultTable            = "dedupe_keys"
 )
@@ -94,6 +94,7 @@ const (
 // for concurrent use; create one per table and share it.
 type Deduper struct {
 	opts        Options
+	retry       retry.Policy
 	q           queries
 	lockTimeout string // lock_timeout value for bounded waits, "" when waiting is unbounded
 }
@@ -110,19 +111,12 @@ func New(opts *Options) *Deduper {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
-	if o.RetryBaseDelay <= 0 {
-		o.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if o.RetryMaxDelay <= 0 {
-		o.RetryMaxDelay = DefaultRetryMaxDelay
-	}
+	p := retry.Policy{MaxAttempts: o.MaxAttempts, BaseDelay: o.RetryBaseDelay, MaxDelay: o.RetryMaxDelay}.WithDefaults(retry.Default)
+	o.MaxAttempts, o.RetryBaseDelay, o.RetryMaxDelay = p.MaxAttempts, p.BaseDelay, p.MaxDelay
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = DefaultMaxResponseBytes
 	}
-	d := &Deduper{opts: o, q: newQueries(o.Table.Sanitize())}
+	d := &Deduper{opts: o, retry: p, q: newQueries(o.Table.Sanitize())}
 	if o.LockWait > 0 {
 		d.lockTimeout = lockTimeoutSetting(o.LockWait.Milliseconds())
 	}
@@ -183,19 +177,20 @@ func (d *Deduper) Do(ctx context.Context, db DB, req Request, fn Func) (Result, 
 		}
 		return res, nil
 	}
-	for attempt := 1; ; attempt++ {
-		res, err := d.own(ctx, db, req, ttlMicros, fn)
-		res.Attempts = attempt
-		if err == nil {
-			return res, nil
-		}
-		if attempt >= d.opts.MaxAttempts || !pgerr.Retryable(err) {
-			return res, d.fail(ctx, req, attempt, err)
-		}
-		if serr := backoff.Sleep(ctx, backoff.Delay(attempt, d.opts.RetryBaseDelay, d.opts.RetryMaxDelay)); serr != nil {
-			return res, d.fail(ctx, req, attempt, errors.Join(serr, err))
-		}
+	var res Result
+	r, err := retry.Do(ctx, d.retry, func(attempt int) error {
+		var err error
+		res, err = d.own(ctx, db, req, ttlMicros, fn)
+		return err
+	}, pgerr.Retryable)
+	res.Attempts = r.Attempts
+	switch {
+	case err == nil:
+		return res, nil
+	case r.Outcome == retry.Cancelled:
+		return res, d.fail(ctx, req, r.Attempts, errors.Join(r.CtxErr, err))
 	}
+	return res, d.fail(ctx, req, r.Attempts, err)
 }
 
 func (d *Deduper) fail(ctx context.Context, req Request, attempts int, err error) error {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pgonce/pgonce/internal/backoff"
+	"github.com/pgonce/pgonce/internal/retry"
 )
 
 // RetryOptions bounds Retry. A nil *RetryOptions, or a non-positive field, means the default.
@@ -32,31 +32,21 @@ func Retry(ctx context.Context, opts *RetryOptions, attempt func(ctx context.Con
 	if attempt == nil {
 		return 0, fmt.Errorf("%w: nil attempt function", ErrInvalid)
 	}
-	o := RetryOptions{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 100 * time.Millisecond}
+	// Its own defaults, not retry.Default: a stale version is cheap to detect and comes from
+	// contention, so it is retried sooner and more often than an aborted transaction.
+	p := retry.Policy{MaxAttempts: 10, BaseDelay: time.Millisecond, MaxDelay: 100 * time.Millisecond}
 	if opts != nil {
-		if opts.MaxAttempts > 0 {
-			o.MaxAttempts = opts.MaxAttempts
-		}
-		if opts.BaseDelay > 0 {
-			o.BaseDelay = opts.BaseDelay
-		}
-		if opts.MaxDelay > 0 {
-			o.MaxDelay = opts.MaxDelay
-		}
+		p = retry.Policy{MaxAttempts: opts.MaxAttempts, BaseDelay: opts.BaseDelay, MaxDelay: opts.MaxDelay}.WithDefaults(p)
 	}
-	for attempts = 1; ; attempts++ {
-		if err := ctx.Err(); err != nil {
-			return attempts - 1, err
-		}
-		err = attempt(ctx)
-		if err == nil || !errors.Is(err, ErrStale) {
-			return attempts, err
-		}
-		if attempts >= o.MaxAttempts {
-			return attempts, fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempts, err)
-		}
-		if serr := backoff.Sleep(ctx, backoff.Delay(attempts, o.BaseDelay, o.MaxDelay)); serr != nil {
-			return attempts, serr
-		}
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
+	r, err := retry.Do(ctx, p, func(int) error { return attempt(ctx) }, func(err error) bool { return errors.Is(err, ErrStale) })
+	switch r.Outcome {
+	case retry.Exhausted:
+		return r.Attempts, fmt.Errorf("%w after %d attempts: %w", ErrExhausted, r.Attempts, err)
+	case retry.Cancelled:
+		return r.Attempts, r.CtxErr
+	}
+	return r.Attempts, err
 }

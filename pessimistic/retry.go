@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgonce/pgonce/internal/backoff"
 	"github.com/pgonce/pgonce/internal/pgerr"
+	"github.com/pgonce/pgonce/internal/retry"
 )
 
 // ErrDeadlock means PostgreSQL detected a deadlock (SQLSTATE 40P01) and aborted this
@@ -19,7 +19,7 @@ var ErrDeadlock = errors.New("pessimistic: deadlock detected")
 
 // RetryOptions bounds RetryTx. A nil *RetryOptions, or a non-positive field, means the default.
 type RetryOptions struct {
-	MaxAttempts         int           // default 5
+	MaxAttempts         int           // default 5 (the same defaults as dedupe.Options)
 	BaseDelay, MaxDelay time.Duration // jittered exponential backoff between attempts; defaults 5ms, 500ms
 	TxOptions           pgx.TxOptions // isolation level etc.; default the server's (READ COMMITTED)
 }
@@ -45,32 +45,24 @@ func RetryTx(ctx context.Context, db TxBeginner, opts *RetryOptions, fn func(ctx
 	if isNil(db) {
 		return 0, ErrNilDB
 	}
-	o := RetryOptions{MaxAttempts: 5, BaseDelay: 5 * time.Millisecond, MaxDelay: 500 * time.Millisecond}
+	var p retry.Policy
+	var txOpts pgx.TxOptions
 	if opts != nil {
-		if opts.MaxAttempts > 0 {
-			o.MaxAttempts = opts.MaxAttempts
-		}
-		if opts.BaseDelay > 0 {
-			o.BaseDelay = opts.BaseDelay
-		}
-		if opts.MaxDelay > 0 {
-			o.MaxDelay = opts.MaxDelay
-		}
-		o.TxOptions = opts.TxOptions
+		p = retry.Policy{MaxAttempts: opts.MaxAttempts, BaseDelay: opts.BaseDelay, MaxDelay: opts.MaxDelay}
+		txOpts = opts.TxOptions
 	}
-	for attempts = 1; ; attempts++ {
-		err = pgx.BeginTxFunc(ctx, db, o.TxOptions, func(tx pgx.Tx) error { return fn(ctx, tx) })
-		if err == nil || !pgerr.Retryable(err) {
-			return attempts, err
-		}
+	r, err := retry.Do(ctx, p.WithDefaults(retry.Default), func(int) error {
+		err := pgx.BeginTxFunc(ctx, db, txOpts, func(tx pgx.Tx) error { return fn(ctx, tx) })
 		if pgerr.Is(err, pgerr.DeadlockDetected) && !errors.Is(err, ErrDeadlock) {
 			err = fmt.Errorf("%w: %w", ErrDeadlock, err)
 		}
-		if attempts >= o.MaxAttempts {
-			return attempts, fmt.Errorf("pessimistic: gave up after %d attempts: %w", attempts, err)
-		}
-		if serr := backoff.Sleep(ctx, backoff.Delay(attempts, o.BaseDelay, o.MaxDelay)); serr != nil {
-			return attempts, errors.Join(serr, err)
-		}
+		return err
+	}, pgerr.Retryable)
+	switch r.Outcome {
+	case retry.Exhausted:
+		return r.Attempts, fmt.Errorf("pessimistic: gave up after %d attempts: %w", r.Attempts, err)
+	case retry.Cancelled:
+		return r.Attempts, errors.Join(r.CtxErr, err)
 	}
+	return r.Attempts, err
 }
