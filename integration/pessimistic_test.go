@@ -26,7 +26,7 @@ var productsTable = pgx.Identifier{"products"}
 func decrementLocked(ctx context.Context, pool *pgxpool.Pool, sku string, n int) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var stock int
-		if err := (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", sku, []string{"stock"}, &stock); err != nil {
+		if err := (pessimistic.RowLock{}).Row(ctx, tx, productsTable, "sku", sku, []string{"stock"}, &stock); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE products SET stock = $2, version = version + 1 WHERE sku = $1`, sku, stock-n)
@@ -66,7 +66,7 @@ func holdRow(t *testing.T, pool *pgxpool.Pool, sku string) (pid int32, release f
 	ctx := context.Background()
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", sku, nil))
+	require.NoError(t, (pessimistic.RowLock{}).Row(ctx, tx, productsTable, "sku", sku, nil))
 	pid, err = backendPID(ctx, tx)
 	require.NoError(t, err)
 	var once sync.Once
@@ -83,7 +83,7 @@ func TestPessimisticNoWaitAndLockTimeout(t *testing.T) {
 	ctx := context.Background()
 	_, release := holdRow(t, db.Pool, "a")
 
-	for name, l := range map[string]pessimistic.Lock{
+	for name, l := range map[string]pessimistic.RowLock{
 		"nowait":  {Mode: pessimistic.NoWait},
 		"timeout": {Timeout: 150 * time.Millisecond},
 	} {
@@ -110,7 +110,7 @@ func TestPessimisticNoWaitAndLockTimeout(t *testing.T) {
 	// SKIP LOCKED on a locked row looks like no row.
 	_, release = holdRow(t, db.Pool, "a")
 	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return pessimistic.Lock{Mode: pessimistic.SkipLocked}.Row(ctx, tx, productsTable, "sku", "a", nil)
+		return pessimistic.RowLock{Mode: pessimistic.SkipLocked}.Row(ctx, tx, productsTable, "sku", "a", nil)
 	})
 	assert.ErrorIs(t, err, pessimistic.ErrNotFound)
 	release()
@@ -135,7 +135,7 @@ func TestPessimisticSkipLockedQueue(t *testing.T) {
 				var ids []int
 				err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 					ids = ids[:0]
-					err := pessimistic.Lock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
+					err := pessimistic.RowLock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
 						`SELECT id FROM jobs WHERE done_by IS NULL ORDER BY id LIMIT 10`, nil, func(r pgx.Rows) error {
 							var id int
 							if err := r.Scan(&id); err != nil {
@@ -235,7 +235,7 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 	}
 	blocked := func() bool {
 		err := pessimistic.TryWithSessionLock(ctx, db.Pool, key, func(context.Context, *pgx.Conn) error { return nil })
-		return errors.Is(err, pessimistic.ErrNotLocked)
+		return errors.Is(err, pessimistic.ErrLockNotAvailable)
 	}
 
 	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
@@ -372,11 +372,11 @@ func TestPessimisticDeadlock(t *testing.T) {
 		transfer := func(from, to string) func(context.Context, pgx.Tx) error {
 			var once sync.Once
 			return func(ctx context.Context, tx pgx.Tx) error {
-				if err := (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", from, nil); err != nil {
+				if err := (pessimistic.RowLock{}).Row(ctx, tx, productsTable, "sku", from, nil); err != nil {
 					return err
 				}
 				once.Do(func() { firstLocked.Done(); <-both }) // both hold their first row
-				if err := (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", to, nil); err != nil {
+				if err := (pessimistic.RowLock{}).Row(ctx, tx, productsTable, "sku", to, nil); err != nil {
 					return err
 				}
 				_, err := tx.Exec(ctx, `UPDATE products SET stock = stock + CASE sku WHEN $1 THEN -1 ELSE 1 END WHERE sku IN ($1, $2)`, from, to)
@@ -434,36 +434,36 @@ func TestPessimisticIdentifiersAndBadInput(t *testing.T) {
 	require.NoError(t, err)
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		var qty int
-		if err := (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{"qty"}, &qty); err != nil {
+		if err := (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{"qty"}, &qty); err != nil {
 			return err
 		}
 		assert.Equal(t, 5, qty)
-		return (pessimistic.Lock{Mode: pessimistic.NoWait}).Row(ctx, tx, pgx.Identifier{"line item"}, "order id", 1, nil)
+		return (pessimistic.RowLock{Mode: pessimistic.NoWait}).Row(ctx, tx, pgx.Identifier{"line item"}, "order id", 1, nil)
 	})
 	require.NoError(t, err)
 
 	hostile := `order" WHERE true; DROP TABLE "order"; --`
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return (pessimistic.Lock{Mode: pessimistic.NoWait}).Row(ctx, tx, pgx.Identifier{hostile}, "id", 1, nil)
+		return (pessimistic.RowLock{Mode: pessimistic.NoWait}).Row(ctx, tx, pgx.Identifier{hostile}, "id", 1, nil)
 	})
 	require.Error(t, err, "no such table")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM "order"`), "nothing was executed")
 
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		for name, err := range map[string]error{
-			"empty table":      (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{}, "id", 1, nil),
-			"empty table part": (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{""}, "id", 1, nil),
-			"empty key column": (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "", 1, nil),
-			"dest mismatch":    (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{"qty"}),
-			"nil function":     (pessimistic.Lock{}).Query(ctx, tx, `SELECT 1`, nil, nil),
-			"nil tx":           (pessimistic.Lock{}).Row(ctx, nil, pgx.Identifier{"order"}, "id", 1, nil),
-			"empty SQL":        (pessimistic.Lock{}).Query(ctx, tx, " ", nil, func(pgx.Rows) error { return nil }),
-			"empty column":     (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{""}, new(int)),
-			"unknown mode":     pessimistic.Lock{Mode: 3}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
-			"unknown strength": pessimistic.Lock{Strength: -1}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
-			"negative timeout": pessimistic.Lock{Timeout: -time.Second}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
-			"empty Of":         pessimistic.Lock{Of: []string{""}}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
-			"no condition":     (pessimistic.Lock{}).RowWhere(ctx, tx, pgx.Identifier{"order"}, nil, nil),
+			"empty table":      (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{}, "id", 1, nil),
+			"empty table part": (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{""}, "id", 1, nil),
+			"empty key column": (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"order"}, "", 1, nil),
+			"dest mismatch":    (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{"qty"}),
+			"nil function":     (pessimistic.RowLock{}).Query(ctx, tx, `SELECT 1`, nil, nil),
+			"nil tx":           (pessimistic.RowLock{}).Row(ctx, nil, pgx.Identifier{"order"}, "id", 1, nil),
+			"empty SQL":        (pessimistic.RowLock{}).Query(ctx, tx, " ", nil, func(pgx.Rows) error { return nil }),
+			"empty column":     (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, []string{""}, new(int)),
+			"unknown mode":     pessimistic.RowLock{Mode: 3}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"unknown strength": pessimistic.RowLock{Strength: -1}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"negative timeout": pessimistic.RowLock{Timeout: -time.Second}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"empty Of":         pessimistic.RowLock{Of: []string{""}}.Row(ctx, tx, pgx.Identifier{"order"}, "id", 1, nil),
+			"no condition":     (pessimistic.RowLock{}).RowWhere(ctx, tx, pgx.Identifier{"order"}, nil, nil),
 		} {
 			assert.ErrorIs(t, err, pessimistic.ErrInvalid, name)
 		}
@@ -493,17 +493,17 @@ func TestPessimisticRowWhereCompositeKey(t *testing.T) {
 	require.NoError(t, err)
 	defer holder.Rollback(ctx)
 	var who string
-	require.NoError(t, (pessimistic.Lock{}).RowWhere(ctx, holder, pgx.Identifier{"seats"}, seat("A1"), []string{"holder"}, &who))
+	require.NoError(t, (pessimistic.RowLock{}).RowWhere(ctx, holder, pgx.Identifier{"seats"}, seat("A1"), []string{"holder"}, &who))
 
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		err := (pessimistic.Lock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A1"), nil)
+		err := (pessimistic.RowLock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A1"), nil)
 		assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "A1 is held")
 		// The other seat of the same show is free, and the transaction is still usable.
-		return (pessimistic.Lock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A2"), nil)
+		return (pessimistic.RowLock{Mode: pessimistic.NoWait}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, seat("A2"), nil)
 	})
 	require.NoError(t, err)
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return (pessimistic.Lock{}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, nil, nil)
+		return (pessimistic.RowLock{}).RowWhere(ctx, tx, pgx.Identifier{"seats"}, nil, nil)
 	})
 	assert.ErrorIs(t, err, pessimistic.ErrInvalid)
 }
@@ -524,7 +524,7 @@ func TestPessimisticLockTimeoutRestoresCallerSetting(t *testing.T) {
 	require.NoError(t, err)
 	bound := 200 * time.Millisecond
 	began := time.Now()
-	err = pessimistic.Lock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "a", nil)
+	err = pessimistic.RowLock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "a", nil)
 	waited := time.Since(began)
 	require.ErrorIs(t, err, pessimistic.ErrLockNotAvailable)
 	assert.GreaterOrEqual(t, waited, bound)
@@ -536,7 +536,7 @@ func TestPessimisticLockTimeoutRestoresCallerSetting(t *testing.T) {
 	var setting string
 	require.NoError(t, tx.QueryRow(ctx, `SHOW lock_timeout`).Scan(&setting))
 	assert.Equal(t, "7s", setting, "restored after a refusal")
-	require.NoError(t, pessimistic.Lock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "b", nil))
+	require.NoError(t, pessimistic.RowLock{Timeout: bound}.Row(ctx, tx, productsTable, "sku", "b", nil))
 	require.NoError(t, tx.QueryRow(ctx, `SHOW lock_timeout`).Scan(&setting))
 	assert.Equal(t, "7s", setting, "restored after a grant")
 	assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holderPID),
@@ -550,7 +550,7 @@ func TestPessimisticQueryCallbackErrorKeepsTxUsable(t *testing.T) {
 	db := productsDB(t, nil, `('a', 1), ('b', 1)`)
 	ctx := context.Background()
 	boom := errors.New("cannot process row")
-	for name, l := range map[string]pessimistic.Lock{
+	for name, l := range map[string]pessimistic.RowLock{
 		"nowait":  {Mode: pessimistic.NoWait},
 		"timeout": {Timeout: time.Second},
 		"wait":    {},
@@ -578,11 +578,11 @@ func TestPessimisticQueryTrailingComment(t *testing.T) {
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
 	n := 0
-	require.NoError(t, (pessimistic.Lock{}).Query(ctx, tx, "SELECT sku FROM products WHERE sku = $1 -- the hot one", []any{"a"},
+	require.NoError(t, (pessimistic.RowLock{}).Query(ctx, tx, "SELECT sku FROM products WHERE sku = $1 -- the hot one", []any{"a"},
 		func(pgx.Rows) error { n++; return nil }))
 	assert.Equal(t, 1, n)
 	err = pgx.BeginFunc(ctx, db.Pool, func(other pgx.Tx) error {
-		return pessimistic.Lock{Mode: pessimistic.NoWait}.Row(ctx, other, productsTable, "sku", "a", nil)
+		return pessimistic.RowLock{Mode: pessimistic.NoWait}.Row(ctx, other, productsTable, "sku", "a", nil)
 	})
 	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "the row is locked")
 }
@@ -599,7 +599,7 @@ func TestPessimisticRowWhereOfAndStrength(t *testing.T) {
 		INSERT INTO invoices VALUES ('acme', 1, 1, 10), ('globex', 1, 1, 20)`)
 	require.NoError(t, err)
 	invoices := pgx.Identifier{"invoices"}
-	tryLock := func(l pessimistic.Lock, table string, where ...pessimistic.Eq) error {
+	tryLock := func(l pessimistic.RowLock, table string, where ...pessimistic.Eq) error {
 		return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 			l.Mode = pessimistic.NoWait
 			return l.RowWhere(ctx, tx, pgx.Identifier{table}, where, nil)
@@ -611,11 +611,11 @@ func TestPessimisticRowWhereOfAndStrength(t *testing.T) {
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	var total int
-	require.NoError(t, (pessimistic.Lock{}).RowWhere(ctx, tx, invoices, acme, []string{"total"}, &total))
+	require.NoError(t, (pessimistic.RowLock{}).RowWhere(ctx, tx, invoices, acme, []string{"total"}, &total))
 	assert.Equal(t, 10, total)
-	assert.ErrorIs(t, tryLock(pessimistic.Lock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
-	assert.NoError(t, tryLock(pessimistic.Lock{}, "invoices", globex...), "the other tenant's row is free")
-	assert.ErrorIs(t, (pessimistic.Lock{}).RowWhere(ctx, tx, invoices, []pessimistic.Eq{{Column: "tenant", Value: "acme"}, {Column: "no", Value: 2}}, nil),
+	assert.ErrorIs(t, tryLock(pessimistic.RowLock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
+	assert.NoError(t, tryLock(pessimistic.RowLock{}, "invoices", globex...), "the other tenant's row is free")
+	assert.ErrorIs(t, (pessimistic.RowLock{}).RowWhere(ctx, tx, invoices, []pessimistic.Eq{{Column: "tenant", Value: "acme"}, {Column: "no", Value: 2}}, nil),
 		pessimistic.ErrNotFound)
 	require.NoError(t, tx.Rollback(ctx))
 
@@ -624,11 +624,11 @@ func TestPessimisticRowWhereOfAndStrength(t *testing.T) {
 		tx, err := db.Pool.Begin(ctx)
 		require.NoError(t, err)
 		defer tx.Rollback(ctx)
-		require.NoError(t, pessimistic.Lock{Of: of}.Query(ctx, tx,
+		require.NoError(t, pessimistic.RowLock{Of: of}.Query(ctx, tx,
 			`SELECT i.no FROM invoices i JOIN customers c ON c.id = i.customer WHERE i.tenant = 'acme'`, nil,
 			func(pgx.Rows) error { return nil }))
-		assert.ErrorIs(t, tryLock(pessimistic.Lock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable, "Of %v", of)
-		customerErr := tryLock(pessimistic.Lock{}, "customers", pessimistic.Eq{Column: "id", Value: 1})
+		assert.ErrorIs(t, tryLock(pessimistic.RowLock{}, "invoices", acme...), pessimistic.ErrLockNotAvailable, "Of %v", of)
+		customerErr := tryLock(pessimistic.RowLock{}, "customers", pessimistic.Eq{Column: "id", Value: 1})
 		if len(of) > 0 {
 			assert.NoError(t, customerErr, "Of %v leaves the customer unlocked", of)
 		} else {
@@ -643,10 +643,10 @@ func TestPessimisticRowWhereOfAndStrength(t *testing.T) {
 	tx, err = db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
-	require.NoError(t, pessimistic.Lock{Strength: pessimistic.ForKeyShare}.RowWhere(ctx, tx, invoices, acme, nil))
-	assert.NoError(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForNoKeyUpdate}, "invoices", acme...))
-	assert.NoError(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForShare}, "invoices", acme...))
-	assert.ErrorIs(t, tryLock(pessimistic.Lock{Strength: pessimistic.ForUpdate}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
+	require.NoError(t, pessimistic.RowLock{Strength: pessimistic.ForKeyShare}.RowWhere(ctx, tx, invoices, acme, nil))
+	assert.NoError(t, tryLock(pessimistic.RowLock{Strength: pessimistic.ForNoKeyUpdate}, "invoices", acme...))
+	assert.NoError(t, tryLock(pessimistic.RowLock{Strength: pessimistic.ForShare}, "invoices", acme...))
+	assert.ErrorIs(t, tryLock(pessimistic.RowLock{Strength: pessimistic.ForUpdate}, "invoices", acme...), pessimistic.ErrLockNotAvailable)
 }
 
 // Of 8 transactions released together to try one advisory lock, exactly one gets it.
@@ -882,10 +882,10 @@ func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
 		wait   func(ctx context.Context, tx pgx.Tx) error
 	}{
 		"row wait": {holderPID, func(ctx context.Context, tx pgx.Tx) error {
-			return (pessimistic.Lock{}).Row(ctx, tx, productsTable, "sku", "a", nil)
+			return (pessimistic.RowLock{}).Row(ctx, tx, productsTable, "sku", "a", nil)
 		}},
 		"row bounded wait": {holderPID, func(ctx context.Context, tx pgx.Tx) error {
-			return (pessimistic.Lock{Timeout: time.Hour}).Row(ctx, tx, productsTable, "sku", "a", nil)
+			return (pessimistic.RowLock{Timeout: time.Hour}).Row(ctx, tx, productsTable, "sku", "a", nil)
 		}},
 		"xact advisory lock": {advisoryPID, func(ctx context.Context, tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, 7) }},
 	} {

@@ -200,7 +200,7 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 	require.NoError(t, err)
 	table := pgx.Identifier{"products"}
 	_, err = pessimistic.RetryTx(ctx, db.pool, nil, func(ctx context.Context, tx pgx.Tx) error {
-		for _, l := range []pessimistic.Lock{{}, {Mode: pessimistic.NoWait}, {Timeout: time.Second}, {Mode: pessimistic.SkipLocked}} {
+		for _, l := range []pessimistic.RowLock{{}, {Mode: pessimistic.NoWait}, {Timeout: time.Second}, {Mode: pessimistic.SkipLocked}} {
 			var stock int
 			if err := l.Row(ctx, tx, table, "sku", "a", []string{"stock"}, &stock); err != nil {
 				return err

@@ -5,7 +5,7 @@
 //	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 //		var stock int
 //		// SELECT "stock" FROM "products" WHERE "sku" = $1 FOR UPDATE: held until tx ends
-//		if err := (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"products"}, "sku", sku, []string{"stock"}, &stock); err != nil {
+//		if err := (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"products"}, "sku", sku, []string{"stock"}, &stock); err != nil {
 //			return err
 //		}
 //		_, err := tx.Exec(ctx, `UPDATE products SET stock = $2 WHERE sku = $1`, sku, stock-1)
@@ -14,9 +14,9 @@
 //
 // What it offers:
 //
-//   - Lock: row locks (SELECT ... FOR UPDATE, or FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE)
+//   - RowLock: row locks (SELECT ... FOR UPDATE, or FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE)
 //     on a row by key (Row, RowWhere) or on the rows of the caller's SELECT (Query), waiting,
-//     NOWAIT, SKIP LOCKED, or waiting at most Lock.Timeout (SET LOCAL lock_timeout). A lock
+//     NOWAIT, SKIP LOCKED, or waiting at most RowLock.Timeout (SET LOCAL lock_timeout). A lock
 //     that is not available (SQLSTATE 55P03) is ErrLockNotAvailable, and with NoWait or a
 //     Timeout the caller's transaction stays usable.
 //

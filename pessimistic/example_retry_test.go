@@ -22,7 +22,7 @@ func ExampleRetryTx() {
 	transfer := func(from, to string, amount int) func(context.Context, pgx.Tx) error {
 		return func(ctx context.Context, tx pgx.Tx) error {
 			for _, id := range []string{from, to} {
-				if err := (pessimistic.Lock{}).Row(ctx, tx, wallets, "id", id, nil); err != nil {
+				if err := (pessimistic.RowLock{}).Row(ctx, tx, wallets, "id", id, nil); err != nil {
 					return err // ErrDeadlock makes RetryTx roll back and run this again
 				}
 			}

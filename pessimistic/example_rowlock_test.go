@@ -12,7 +12,7 @@ import (
 )
 
 // A hot row: lock it, check, change, commit. Concurrent writers queue on the lock.
-func ExampleLock_Row() {
+func ExampleRowLock_Row() {
 	ctx := context.Background()
 	pool := openPool(ctx, `DROP TABLE IF EXISTS hot_items;
 		CREATE TABLE hot_items (sku text PRIMARY KEY, stock int NOT NULL);
@@ -21,7 +21,7 @@ func ExampleLock_Row() {
 
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var stock int
-		if err := (pessimistic.Lock{}).Row(ctx, tx, pgx.Identifier{"hot_items"}, "sku", "mug", []string{"stock"}, &stock); err != nil {
+		if err := (pessimistic.RowLock{}).Row(ctx, tx, pgx.Identifier{"hot_items"}, "sku", "mug", []string{"stock"}, &stock); err != nil {
 			return err
 		}
 		if stock == 0 {
@@ -38,7 +38,7 @@ func ExampleLock_Row() {
 
 // A request that must not queue behind a busy row: wait at most 100ms (or not at all, with
 // NoWait) and report ErrLockNotAvailable. The transaction stays usable afterwards.
-func ExampleLock_Row_timeout() {
+func ExampleRowLock_Row_timeout() {
 	ctx := context.Background()
 	pool := openPool(ctx, `DROP TABLE IF EXISTS seats;
 		CREATE TABLE seats (id text PRIMARY KEY, holder text);
@@ -49,14 +49,14 @@ func ExampleLock_Row_timeout() {
 	// Someone else is booking 12A.
 	other, _ := pool.Begin(ctx)
 	defer other.Rollback(ctx)
-	_ = pessimistic.Lock{}.Row(ctx, other, seats, "id", "12A", nil)
+	_ = pessimistic.RowLock{}.Row(ctx, other, seats, "id", "12A", nil)
 
 	_ = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		err := pessimistic.Lock{Timeout: 100 * time.Millisecond}.Row(ctx, tx, seats, "id", "12A", nil)
+		err := pessimistic.RowLock{Timeout: 100 * time.Millisecond}.Row(ctx, tx, seats, "id", "12A", nil)
 		fmt.Println(errors.Is(err, pessimistic.ErrLockNotAvailable))
-		err = pessimistic.Lock{Mode: pessimistic.NoWait}.Row(ctx, tx, seats, "id", "12A", nil)
+		err = pessimistic.RowLock{Mode: pessimistic.NoWait}.Row(ctx, tx, seats, "id", "12A", nil)
 		fmt.Println(errors.Is(err, pessimistic.ErrLockNotAvailable))
-		err = pessimistic.Lock{Mode: pessimistic.NoWait}.Row(ctx, tx, seats, "id", "12B", nil)
+		err = pessimistic.RowLock{Mode: pessimistic.NoWait}.Row(ctx, tx, seats, "id", "12B", nil)
 		fmt.Println(err)
 		return nil
 	})
@@ -67,7 +67,7 @@ func ExampleLock_Row_timeout() {
 }
 
 // A table keyed by two columns: lock the row of one tenant's invoice.
-func ExampleLock_RowWhere() {
+func ExampleRowLock_RowWhere() {
 	ctx := context.Background()
 	pool := openPool(ctx, `DROP TABLE IF EXISTS invoices;
 		CREATE TABLE invoices (tenant text, no int, state text NOT NULL, PRIMARY KEY (tenant, no));
@@ -77,7 +77,7 @@ func ExampleLock_RowWhere() {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var state string
 		key := []pessimistic.Eq{{Column: "tenant", Value: "acme"}, {Column: "no", Value: 1}}
-		if err := (pessimistic.Lock{}).RowWhere(ctx, tx, pgx.Identifier{"invoices"}, key, []string{"state"}, &state); err != nil {
+		if err := (pessimistic.RowLock{}).RowWhere(ctx, tx, pgx.Identifier{"invoices"}, key, []string{"state"}, &state); err != nil {
 			return err
 		}
 		fmt.Println("was", state)
@@ -92,7 +92,7 @@ func ExampleLock_RowWhere() {
 
 // A work queue: each worker locks a batch of rows nobody else holds, processes it and marks
 // it done in the same transaction. Workers never wait for each other and never share a row.
-func ExampleLock_Query() {
+func ExampleRowLock_Query() {
 	ctx := context.Background()
 	pool := openPool(ctx, `DROP TABLE IF EXISTS emails;
 		CREATE TABLE emails (id int PRIMARY KEY, sent bool NOT NULL DEFAULT false);
@@ -101,7 +101,7 @@ func ExampleLock_Query() {
 
 	takeBatch := func() (ids []int, err error) {
 		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			err := pessimistic.Lock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
+			err := pessimistic.RowLock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
 				`SELECT id FROM emails WHERE NOT sent ORDER BY id LIMIT 3`, nil,
 				func(r pgx.Rows) error {
 					var id int

@@ -30,7 +30,7 @@ func ExampleWithSessionLock() {
 		}
 		// Meanwhile, a second copy does not get the lock.
 		err := pessimistic.TryWithSessionLock(ctx, pool, key, func(context.Context, *pgx.Conn) error { return nil })
-		fmt.Println("second copy:", errors.Is(err, pessimistic.ErrNotLocked))
+		fmt.Println("second copy:", errors.Is(err, pessimistic.ErrLockNotAvailable))
 		return nil
 	})
 	fmt.Println("done:", err)

@@ -13,8 +13,8 @@ import (
 )
 
 // ErrDeadlock means PostgreSQL detected a deadlock (SQLSTATE 40P01) and aborted this
-// transaction to break it. Rerunning the whole transaction is the cure: see RetryTx. Lock.Row,
-// Lock.Query and XactLock return it wrapping the *pgconn.PgError; RetryTx when it gives up.
+// transaction to break it. Rerunning the whole transaction is the cure: see RetryTx. RowLock.Row,
+// RowLock.Query and XactLock return it wrapping the *pgconn.PgError; RetryTx when it gives up.
 var ErrDeadlock = errors.New("pessimistic: deadlock detected")
 
 // RetryOptions bounds RetryTx. A nil *RetryOptions, or a non-positive field, means the default.

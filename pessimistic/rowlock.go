@@ -14,12 +14,13 @@ import (
 )
 
 var (
-	// ErrLockNotAvailable means the lock is held by another transaction and the lock did not
-	// wait for it (NoWait) or the bounded wait ran out (Lock.Timeout, or the session's
-	// lock_timeout): SQLSTATE 55P03. After Lock.Row or Lock.Query with NoWait or a Timeout
+	// ErrLockNotAvailable means a lock is held elsewhere and the call did not wait for it,
+	// the one "held elsewhere" error of this package: a row lock with NoWait or whose bounded
+	// wait ran out (RowLock.Timeout, or the session's lock_timeout: SQLSTATE 55P03), or
+	// TryWithSessionLock finding the advisory lock held by another session. After RowLock.Row or RowLock.Query with NoWait or a Timeout
 	// the caller's transaction is still usable.
 	ErrLockNotAvailable = errors.New("pessimistic: lock not available")
-	// ErrNotFound means no row matched Lock.Row's key; with SkipLocked also that the row is
+	// ErrNotFound means no row matched RowLock.Row's key; with SkipLocked also that the row is
 	// locked by another transaction (SKIP LOCKED cannot tell the two apart).
 	ErrNotFound = errors.New("pessimistic: no row to lock")
 	// ErrInvalid reports bad identifiers, modes or arguments; returned before any SQL runs.
@@ -30,7 +31,7 @@ var (
 type Mode int
 
 const (
-	Wait       Mode = iota // wait for the lock (bounded by Lock.Timeout, or by ctx)
+	Wait       Mode = iota // wait for the lock (bounded by RowLock.Timeout, or by ctx)
 	NoWait                 // fail at once with ErrLockNotAvailable (FOR UPDATE NOWAIT)
 	SkipLocked             // leave locked rows out of the result (FOR UPDATE SKIP LOCKED)
 )
@@ -45,8 +46,8 @@ const (
 	ForKeyShare                    // FOR KEY SHARE: keep the row's key from changing
 )
 
-// Lock describes a row lock. The zero value is FOR UPDATE, waiting as long as ctx allows.
-type Lock struct {
+// RowLock describes a row lock. The zero value is FOR UPDATE, waiting as long as ctx allows.
+type RowLock struct {
 	Mode     Mode
 	Strength Strength
 	// Timeout bounds the wait in Wait mode: SET LOCAL lock_timeout for the locking statement
@@ -58,7 +59,7 @@ type Lock struct {
 	Of []string
 }
 
-// Eq is one condition column = value of Lock.RowWhere; the value is always a parameter.
+// Eq is one condition column = value of RowLock.RowWhere; the value is always a parameter.
 type Eq struct {
 	Column string
 	Value  any
@@ -66,7 +67,7 @@ type Eq struct {
 
 // clause returns the locking clause, starting on a new line so that a trailing "-- comment"
 // in the caller's SQL cannot swallow it.
-func (l Lock) clause() (string, error) {
+func (l RowLock) clause() (string, error) {
 	var b strings.Builder
 	switch l.Strength {
 	case ForUpdate:
@@ -82,7 +83,7 @@ func (l Lock) clause() (string, error) {
 	}
 	for i, t := range l.Of {
 		if t == "" {
-			return "", fmt.Errorf("%w: empty table name in Lock.Of", ErrInvalid)
+			return "", fmt.Errorf("%w: empty table name in RowLock.Of", ErrInvalid)
 		}
 		if i == 0 {
 			b.WriteString(" OF ")
@@ -126,7 +127,7 @@ const (
 // ErrNotFound, ErrLockNotAvailable and ErrDeadlock (both wrapping the *pgconn.PgError),
 // ErrInvalid. Cost: one statement in plain Wait mode; with NoWait or a Timeout the same
 // round trip also carries a savepoint (and the lock_timeout change), see Query.
-func (l Lock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyColumn string, key any, columns []string, dest ...any) error {
+func (l RowLock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyColumn string, key any, columns []string, dest ...any) error {
 	return l.RowWhere(ctx, tx, table, []Eq{{Column: keyColumn, Value: key}}, columns, dest...)
 }
 
@@ -135,7 +136,7 @@ func (l Lock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyColum
 // into dest. The conditions should name a unique key; if several rows match, all are locked.
 //
 //	SELECT c1, ... FROM table WHERE k1 = $1 AND k2 = $2 FOR UPDATE [NOWAIT | SKIP LOCKED]
-func (l Lock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, where []Eq, columns []string, dest ...any) error {
+func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, where []Eq, columns []string, dest ...any) error {
 	if len(columns) != len(dest) {
 		return fmt.Errorf("%w: %d columns but %d destinations", ErrInvalid, len(columns), len(dest))
 	}
@@ -199,7 +200,7 @@ func (l Lock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, whe
 // its own FOR UPDATE or a semicolon), inside tx, and calls each for every row it returns.
 // args are the SQL's parameters. For a queue, lock and take a batch nobody else holds:
 //
-//	pessimistic.Lock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
+//	pessimistic.RowLock{Mode: pessimistic.SkipLocked}.Query(ctx, tx,
 //		`SELECT id FROM jobs WHERE state = 'ready' ORDER BY id LIMIT 10`, nil, func(r pgx.Rows) error { ... })
 //
 // each runs while the result is being read: it must not use tx (the connection is busy).
@@ -210,11 +211,11 @@ func (l Lock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, whe
 // round trip (SAVEPOINT, [set lock_timeout], the SELECT, [restore lock_timeout], RELEASE),
 // so a lock that is not available costs one more round trip to undo the savepoint and
 // leaves tx usable, with no row of this statement locked.
-func (l Lock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(pgx.Rows) error) error {
+func (l RowLock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(pgx.Rows) error) error {
 	return l.query(ctx, tx, sql, args, "query", each)
 }
 
-func (l Lock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what string, each func(pgx.Rows) error) error {
+func (l RowLock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what string, each func(pgx.Rows) error) error {
 	if tx == nil || each == nil {
 		return fmt.Errorf("%w: nil transaction or function", ErrInvalid)
 	}

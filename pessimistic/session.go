@@ -2,15 +2,11 @@ package pessimistic
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// ErrNotLocked means TryWithSessionLock found the lock held by another session; fn did not run.
-var ErrNotLocked = errors.New("pessimistic: advisory lock held elsewhere")
 
 const (
 	sqlSessionLock    = `SELECT pg_advisory_lock($1)`
@@ -54,7 +50,7 @@ func WithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func
 }
 
 // TryWithSessionLock is WithSessionLock that does not wait: when another session holds the
-// lock it returns ErrNotLocked at once and fn does not run. Like WithSessionLock it needs a
+// lock it returns an error wrapping ErrLockNotAvailable at once and fn does not run. Like WithSessionLock it needs a
 // session: not through a transaction pooler.
 func TryWithSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, fn func(ctx context.Context, conn *pgx.Conn) error) error {
 	return withSessionLock(ctx, pool, key, true, fn)
@@ -85,7 +81,7 @@ func withSessionLock(ctx context.Context, pool *pgxpool.Pool, key int64, try boo
 		return lockErr(err, fmt.Sprintf("session advisory lock %d", key))
 	}
 	if !locked {
-		return ErrNotLocked
+		return fmt.Errorf("%w: advisory lock %d is held by another session", ErrLockNotAvailable, key)
 	}
 	defer unlockAll(ctx, conn)
 	return fn(ctx, conn)

@@ -57,14 +57,14 @@ func OptimisticByHand(pool *pgxpool.Pool, attempts *atomic.Int64) Do {
 	}
 }
 
-// ForUpdateHelper decrements the hot row under pessimistic.Lock{}.Row in a transaction.
+// ForUpdateHelper decrements the hot row under pessimistic.RowLock{}.Row in a transaction.
 func ForUpdateHelper(pool *pgxpool.Pool, attempts *atomic.Int64) Do {
 	table := pgx.Identifier{"bench_products"}
 	return func(ctx context.Context, _ Send) error {
 		attempts.Add(1)
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			var stock int
-			if err := (pessimistic.Lock{}).Row(ctx, tx, table, "sku", HotSKU, []string{"stock"}, &stock); err != nil {
+			if err := (pessimistic.RowLock{}).Row(ctx, tx, table, "sku", HotSKU, []string{"stock"}, &stock); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `UPDATE bench_products SET stock = $2, version = version + 1 WHERE sku = $1`, HotSKU, stock-1)

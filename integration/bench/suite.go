@@ -175,7 +175,7 @@ func Cases() []Case {
 		}),
 		locking("optimistic", "hot row: optimistic.Retry + Get/Update", OptimisticHelper),
 		locking("optimistic-hand", "hot row: the same optimistic SQL by hand", OptimisticByHand),
-		locking("forupdate", "hot row: pessimistic.Lock.Row (FOR UPDATE)", ForUpdateHelper),
+		locking("forupdate", "hot row: pessimistic.RowLock.Row (FOR UPDATE)", ForUpdateHelper),
 		locking("forupdate-hand", "hot row: SELECT ... FOR UPDATE by hand", ForUpdateByHand),
 		locking("atomic", "hot row: one UPDATE stock = stock - 1 (reference)", AtomicUpdate),
 		redisCase("guard-check", "redis: guard Check (first sighting)", func(env *Env, _ string) Do { return GuardCheck(env.Guard) }),

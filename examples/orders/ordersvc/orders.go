@@ -126,7 +126,7 @@ func (e *outOfStockError) Error() string {
 // transaction commits, so the stock check and the decrement cannot be interleaved.
 func placeOrder(ctx context.Context, tx pgx.Tx, in OrderRequest, key string) (Order, error) {
 	var stock int
-	err := pessimistic.Lock{}.Row(ctx, tx, pgx.Identifier{"products"}, "sku", in.SKU, []string{"stock"}, &stock)
+	err := pessimistic.RowLock{}.Row(ctx, tx, pgx.Identifier{"products"}, "sku", in.SKU, []string{"stock"}, &stock)
 	if errors.Is(err, pessimistic.ErrNotFound) {
 		return Order{}, errUnknownSKU
 	}
