@@ -146,12 +146,17 @@ func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
 //     Options.MaxAttempts;
 //   - expired key: counts as new; it is re-claimed in place, atomically.
 //
-// Given a *pgxpool.Pool or *pgx.Conn, Do runs its own transaction. A new key then costs one
-// round trip more than fn's statements in a plain transaction: BEGIN, the claim, fn's
-// statements, and the response stored and COMMIT sent together in one pipelined batch. A
-// replay costs BEGIN, the claim and ROLLBACK.
+// Given a *pgxpool.Pool (or any handle with its Acquire method) or a *pgx.Conn, Do runs its
+// own transaction, with retries. A new key then costs one round trip more than fn's
+// statements in a plain transaction: BEGIN, the claim, fn's statements, and the response
+// stored and COMMIT sent together in one pipelined batch. A replay costs BEGIN, the claim and
+// ROLLBACK. Any other DB gets its own transaction too, through Begin, with COMMIT as a round
+// trip of its own.
 //
 // Given a pgx.Tx, Do joins it: the key commits or rolls back with the caller's transaction.
+// (One entry point rather than River's Insert/InsertTx pair: the HTTP middleware and the Redis
+// guard pass on whatever handle their caller gave them, through one Runner method; a pgx.Tx
+// cannot be mistaken for a pool, since joining is the only correct thing to do with it.)
 // Do wraps its part in a savepoint, so when fn fails or the key is refused, the caller's
 // transaction is left as it was and stays usable. Do does not retry in a joined transaction
 // (only the caller can rerun it); serialization failures and deadlocks come back as errors.
@@ -218,6 +223,13 @@ func checkCall(ctx context.Context, db DB, fn Func, req Request) error {
 	return ctx.Err()
 }
 
+// acquirer is what Do needs of a pool to own a connection for the pipelined COMMIT:
+// *pgxpool.Pool has it, and so can a wrapper of one (instrumentation, a read/write router),
+// which then keeps the pipelined COMMIT instead of silently losing it.
+type acquirer interface {
+	Acquire(ctx context.Context) (*pgxpool.Conn, error)
+}
+
 // ownTx is a transaction Do opened itself.
 type ownTx struct {
 	pgx.Tx
@@ -230,7 +242,7 @@ type ownTx struct {
 
 func (d *Deduper) begin(ctx context.Context, db DB) (*ownTx, error) {
 	switch h := db.(type) {
-	case *pgxpool.Pool:
+	case acquirer: // *pgxpool.Pool, or a wrapper that hands out its pool's connections
 		c, err := h.Acquire(ctx)
 		if err != nil {
 			return nil, err

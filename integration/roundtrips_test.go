@@ -74,8 +74,18 @@ func TestRoundTrips(t *testing.T) {
 	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(pool, "n").Replayed) }), "new key: begin, claim, insert, store+commit")
 	assert.Equal(t, int64(3), measure(func() { assert.True(t, do(pool, "n").Replayed) }), "replay: begin, claim, rollback")
 
+	// A wrapper of the pool that hands out its connections keeps the pipelined COMMIT.
+	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(wrappedPool{pool}, "w").Replayed) }), "wrapped pool: as the pool")
+
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
 	assert.Equal(t, int64(3), measure(func() { do(tx, "j") }), "joined: savepoint+claim, insert, store+release")
 }
+
+// wrappedPool is a pool behind a type of the caller's (instrumentation, routing): it has
+// Begin and Acquire, and nothing else of the pool.
+type wrappedPool struct{ p *pgxpool.Pool }
+
+func (w wrappedPool) Begin(ctx context.Context) (pgx.Tx, error)          { return w.p.Begin(ctx) }
+func (w wrappedPool) Acquire(ctx context.Context) (*pgxpool.Conn, error) { return w.p.Acquire(ctx) }
