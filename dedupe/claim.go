@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/internal/pgerr"
+	"github.com/pgonce/pgonce/internal/tracewait"
 )
 
 // queries holds the SQL for one table, formatted once by New with the sanitised identifier.
@@ -112,6 +113,7 @@ type claimRow struct {
 // lifetime by the server's clock, added to the time the statement was sent, so it is never
 // later than the true expiry whatever the two clocks say.
 func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (stored *Response, expiresAt time.Time, err error) {
+	defer tracewait.Claim(ctx)() // the claim's wall time, for tracers (TraceDoEndData.Wait)
 	fp := req.Fingerprint
 	if fp == nil {
 		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL

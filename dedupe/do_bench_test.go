@@ -24,6 +24,7 @@ func BenchmarkDo(b *testing.B) {
 		opts *dedupe.Options
 	}{
 		{"NilTracer", nil},
+		{"NopTracer", &dedupe.Options{Tracer: nopTracer{}}},
 	} {
 		d := dedupe.New(bc.opts)
 		b.Run(bc.name+"/Execute", func(b *testing.B) {
@@ -51,3 +52,10 @@ func BenchmarkDo(b *testing.B) {
 		})
 	}
 }
+
+type nopTracer struct{}
+
+func (nopTracer) TraceDoStart(ctx context.Context, _ dedupe.TraceDoStartData) context.Context {
+	return ctx
+}
+func (nopTracer) TraceDoEnd(context.Context, dedupe.TraceDoEndData) {}
