@@ -68,6 +68,13 @@ type Config struct {
 	// (first, replayed, rolled_back, in_progress, mismatch, invalid, too_large, error) and
 	// never the request or response body.
 	Logger *slog.Logger
+
+	// Tracer, when set, gets one span per deduplicated request (component "dedupehttp"), with
+	// the HTTP status sent; requests passed straight through get none. Nil costs nothing.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the Idempotency-Key itself in the tracer's start data; by default
+	// tracers get only its hash.
+	TraceKeys bool
 }
 
 // Defaults of Config.
@@ -105,6 +112,8 @@ type Middleware struct {
 	ttl         time.Duration
 	problemBase string
 	log         *slog.Logger
+	tracer      dedupe.Tracer
+	traceKeys   bool
 }
 
 // New returns a Middleware for cfg.
@@ -126,6 +135,8 @@ func New(cfg Config) (*Middleware, error) {
 		ttl:         cfg.TTL,
 		problemBase: cfg.ProblemTypeBase,
 		log:         cfg.Logger,
+		tracer:      cfg.Tracer,
+		traceKeys:   cfg.TraceKeys,
 	}
 	if m.runner == nil {
 		m.runner = dedupe.New(nil)
@@ -195,6 +206,9 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	if errors.Is(err, ErrKeyMissing) && !required {
 		next.ServeHTTP(w, r)
 		return
+	}
+	if m.tracer != nil {
+		r = m.traceStart(r, key)
 	}
 	if err != nil {
 		if errors.Is(err, ErrKeyMissing) {
@@ -361,6 +375,7 @@ func withBody(r *http.Request, body []byte) *http.Request {
 }
 
 func (m *Middleware) logOutcome(r *http.Request, key, outcome string, status, attempts int, start time.Time, err error) {
+	m.traceEnd(r, outcome, status, attempts, err)
 	if m.log == nil {
 		return
 	}
