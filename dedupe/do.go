@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -426,7 +427,14 @@ func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
 func (d *Deduper) storeArgs(req Request, resp Response) ([]any, error) {
 	var headers any // SQL NULL when there are none
 	if len(resp.Header) > 0 {
-		headers = resp.Header
+		// Encoded here rather than by pgx: in QueryExecModeExec and the simple protocol pgx
+		// does not learn that the parameter is jsonb and cannot encode a map. A string is
+		// sent as JSON text in every mode.
+		h, err := json.Marshal(resp.Header)
+		if err != nil {
+			return nil, fmt.Errorf("dedupe: encode headers: %w", err)
+		}
+		headers = string(h)
 	}
 	body := resp.Body
 	if d.opts.BodyCodec != nil {
