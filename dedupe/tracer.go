@@ -25,11 +25,12 @@ type Tracer interface {
 // Components and operations reported in TraceDoStartData.
 const (
 	ComponentDedupe     = "dedupe"     // Deduper.Do, operation OperationDo
-	ComponentRedisGuard = "redisguard" // redisguard.Guard.Do, operation OperationDo
+	ComponentRedisGuard = "redisguard" // redisguard.Guard.Do (OperationDo), Locker.Obtain (OperationObtain)
 	ComponentHTTP       = "dedupehttp" // the dedupehttp middleware, operation OperationRequest
 
 	OperationDo      = "do"
 	OperationRequest = "request"
+	OperationObtain  = "obtain"
 )
 
 // TraceDoStartData describes a request as it begins. Fields may be added.
@@ -39,10 +40,12 @@ type TraceDoStartData struct {
 	Component string
 	// Operation is what the component does: OperationDo, OperationRequest.
 	Operation string
-	// Scope is the request's scope (for the middleware: method, route, tenant).
+	// Scope is the request's scope (for the middleware: method, route, tenant); empty for
+	// lock helpers.
 	Scope string
-	// KeyHash identifies the key without revealing it: KeyHash(Key). Empty when the request
-	// carries no key (a middleware request refused for a missing key).
+	// KeyHash identifies the key (for lock helpers, the lock's name) without revealing it:
+	// KeyHash(Key). Empty when the request carries no key (a middleware request refused for
+	// a missing key).
 	KeyHash string
 	// Key is the idempotency key itself, only when the component's TraceKeys option is set:
 	// keys chosen by clients may be guessable or carry personal data.
@@ -62,7 +65,8 @@ type TraceDoEndData struct {
 	// Status is the HTTP status sent (ComponentHTTP), else the response's status when there is
 	// one (executed or replayed), else 0.
 	Status int
-	// Wait is the wall time of the statements that claimed the key, summed over claim rounds
+	// Wait is, for lock helpers, the time spent obtaining the lock (retries included); for
+	// requests, the wall time of the statements that claimed the key, summed over claim rounds
 	// and transaction attempts: an uncontended claim adds one round trip; a claim that waited
 	// for a concurrent request holding the same key adds that wait. Zero when no claim ran
 	// (invalid input, a Redis replay). Not included: connection acquisition, BEGIN, fn.
@@ -85,6 +89,9 @@ const (
 	OutcomeInvalid    Outcome = "invalid"     // refused input (key, scope, body too large...); nothing ran
 	OutcomeRolledBack Outcome = "rolled_back" // dedupehttp: the handler's status said not to commit
 	OutcomeError      Outcome = "error"       // any other failure, the function's own errors included
+
+	OutcomeObtained    Outcome = "obtained"     // a lock helper got its lock
+	OutcomeNotObtained Outcome = "not_obtained" // a lock helper gave up: the lock is held (or ctx ended)
 )
 
 // OutcomeOf classifies what Do (or a Runner wrapping it) returned.

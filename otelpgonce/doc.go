@@ -4,7 +4,9 @@
 // OpenTelemetry do not inherit it.
 //
 // Spans are named "pgonce.<component>.<operation>": pgonce.dedupehttp.request,
-// pgonce.redisguard.do, pgonce.dedupe.do. Each carries pgonce.scope, pgonce.key_hash
+// pgonce.redisguard.do, pgonce.dedupe.do, and pgonce.redisguard.obtain for
+// redisguard.Locker.Obtain (outcome obtained or not_obtained; counted in pgonce.requests
+// too, its wait being the time spent obtaining). Each carries pgonce.scope, pgonce.key_hash
 // (pgonce.key only when the component's TraceKeys option is set), pgonce.outcome,
 // pgonce.attempts, pgonce.source for replays, pgonce.wait (seconds) and, for the middleware,
 // http.response.status_code. Outcome "error" marks the span as failed and records the error;

@@ -105,3 +105,34 @@ func TestGuardTracer(t *testing.T) {
 	assert.Equal(t, dedupe.OutcomeInProgress, ends[0].Outcome)
 	assert.Equal(t, err, ends[0].Err)
 }
+
+func TestLockerTracer(t *testing.T) {
+	ctx := context.Background()
+	rdb := newRedis()
+	t.Cleanup(func() { _ = rdb.Close() })
+	tr := &recTracer{}
+	locker := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Tracer: tr})
+	key := rand.Text()
+
+	lock, err := locker.Obtain(ctx, key, 10*time.Second, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lock.Release(context.Background()) })
+	starts, ends := tr.take(t)
+	require.Len(t, ends, 1)
+	assert.Equal(t, dedupe.TraceDoStartData{Component: "redisguard", Operation: "obtain", KeyHash: dedupe.KeyHash(key)}, starts[0])
+	assert.Equal(t, dedupe.OutcomeObtained, ends[0].Outcome)
+	assert.Equal(t, ends[0].Duration, ends[0].Wait)
+
+	_, err = locker.Obtain(ctx, key, 10*time.Second, nil)
+	require.ErrorIs(t, err, redisguard.ErrNotObtained)
+	_, ends = tr.take(t)
+	require.Len(t, ends, 1)
+	assert.Equal(t, dedupe.OutcomeNotObtained, ends[0].Outcome)
+	assert.Equal(t, err, ends[0].Err)
+
+	_, err = locker.Obtain(ctx, key, 0, nil)
+	require.ErrorIs(t, err, redisguard.ErrInvalid)
+	_, ends = tr.take(t)
+	require.Len(t, ends, 1)
+	assert.Equal(t, dedupe.OutcomeInvalid, ends[0].Outcome)
+}
