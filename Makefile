@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 GO ?= go
 # Each Go module in the repository; integration/ is its own module so that its test-only
-# dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod.
-MODULES := . integration
+# dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod, and
+# otelpgonce/ so that the core does not depend on OpenTelemetry.
+MODULES := . integration otelpgonce
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 

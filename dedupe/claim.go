@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/internal/pgerr"
+	"github.com/pgonce/pgonce/internal/tracewait"
 )
 
 // queries holds the SQL for one table, formatted once by New with the sanitised identifier.
@@ -26,7 +27,7 @@ func newQueries(table string) queries {
 		// one snapshot, so when the INSERT had to wait for a concurrent claimer that then
 		// committed, the SELECT cannot see that row and the statement returns nothing; claim
 		// then simply asks again with a fresh snapshot.
-		claim: fmt.Sprintf(`WITH claimed AS (
+		claim: fmt.Sprintf(`/* pgonce:claim */ WITH claimed AS (
 	INSERT INTO %[1]s AS k (scope, key, fingerprint, expires_at)
 	VALUES ($1, $2, $3, now() + $4::bigint * interval '1 microsecond')
 	ON CONFLICT (scope, key) DO NOTHING
@@ -40,7 +41,7 @@ WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM claimed)`, table, 
 
 		// Re-claims an expired key in place. The WHERE is re-checked against the newest row
 		// version after any wait, so of two concurrent re-claimers exactly one gets the row.
-		reclaim: fmt.Sprintf(`UPDATE %[1]s
+		reclaim: fmt.Sprintf(`/* pgonce:reclaim */ UPDATE %[1]s
 SET fingerprint = $3, status = NULL, headers = NULL, body = NULL, created_at = now(),
 	completed_at = NULL, expires_at = now() + $4::bigint * interval '1 microsecond'
 WHERE scope = $1 AND key = $2 AND expires_at <= now()
@@ -49,7 +50,7 @@ RETURNING %[2]s`, table, sqlLifeMicros),
 		// headers arrives as JSON text and is cast here: in the query modes that describe no
 		// statement (exec, simple_protocol: the modes for PgBouncer) pgx cannot encode a Go map
 		// for a parameter of unknown type, and a []byte would be sent as bytea.
-		store: fmt.Sprintf(`UPDATE %[1]s
+		store: fmt.Sprintf(`/* pgonce:store */ UPDATE %[1]s
 SET status = $3, headers = $4::jsonb, body = $5, completed_at = now()
 WHERE scope = $1 AND key = $2`, table),
 
@@ -58,7 +59,7 @@ WHERE scope = $1 AND key = $2`, table),
 		// ctid (the rows are locked by the subquery, so their ctids cannot change) keeps each
 		// batch a TID scan; "(scope, key) IN (...)" planned as a hash join over the whole table
 		// and made a full purge quadratic (measured: 200k rows 2.4s -> 0.47s).
-		purge: fmt.Sprintf(`DELETE FROM %[1]s
+		purge: fmt.Sprintf(`/* pgonce:purge */ DELETE FROM %[1]s
 WHERE ctid = ANY(ARRAY(
 	SELECT ctid FROM %[1]s
 	WHERE expires_at <= now()
@@ -77,15 +78,15 @@ const sqlLifeMicros = "(extract(epoch FROM expires_at - clock_timestamp()) * 100
 // a transaction-local custom setting and put back after it, so a bounded wait for the key
 // never shortens the lock waits of the caller's own statements.
 const (
-	sqlSavepoint        = "SAVEPOINT pgonce_dedupe"
-	sqlReleaseSavepoint = "RELEASE SAVEPOINT pgonce_dedupe"
+	sqlSavepoint        = "/* pgonce:savepoint */ SAVEPOINT pgonce_dedupe"
+	sqlReleaseSavepoint = "/* pgonce:release_savepoint */ RELEASE SAVEPOINT pgonce_dedupe"
 	// sqlUndoSavepoint goes as one simple-protocol query (Exec without arguments): in an
 	// aborted transaction PostgreSQL refuses to even parse RELEASE, so a pipelined batch, whose
 	// statements pgx prepares first on a fresh connection, could not undo it.
-	sqlUndoSavepoint      = "ROLLBACK TO SAVEPOINT pgonce_dedupe; RELEASE SAVEPOINT pgonce_dedupe"
-	sqlSetLockTimeout     = "SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
-	sqlRestoreLockTimeout = "SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
-	sqlCommit             = "COMMIT"
+	sqlUndoSavepoint      = "/* pgonce:undo_savepoint */ ROLLBACK TO SAVEPOINT pgonce_dedupe; RELEASE SAVEPOINT pgonce_dedupe"
+	sqlSetLockTimeout     = "/* pgonce:set_lock_timeout */ SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
+	sqlRestoreLockTimeout = "/* pgonce:restore_lock_timeout */ SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
+	sqlCommit             = "/* pgonce:commit */ COMMIT"
 )
 
 // maxClaimRounds bounds how often claim looks again after losing a race (a conflicting claim
@@ -115,6 +116,7 @@ type claimRow struct {
 // lifetime by the server's clock, added to the time the statement was sent, so it is never
 // later than the true expiry whatever the two clocks say.
 func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (stored *Response, expiresAt time.Time, err error) {
+	defer tracewait.Claim(ctx)() // the claim's wall time, for tracers (TraceDoEndData.Wait)
 	fp := req.Fingerprint
 	if fp == nil {
 		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL

@@ -78,6 +78,12 @@ type Options struct {
 	// TxOptions are used for the transactions Do opens (isolation level, access mode).
 	// The default is the server's default, normally READ COMMITTED.
 	TxOptions pgx.TxOptions
+
+	// Tracer, when set, is told when each Do begins and ends (see Tracer); nil costs nothing.
+	Tracer Tracer
+	// TraceKeys puts the idempotency key itself in TraceDoStartData.Key; by default tracers
+	// get only KeyHash.
+	TraceKeys bool
 }
 
 // Defaults of Options.
@@ -163,7 +169,12 @@ func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
 //
 // Do checks its input before any SQL runs and returns an error wrapping ErrNilDB, ErrNilFunc,
 // ErrInvalidScope, ErrInvalidKey, ErrInvalidFingerprint or ErrInvalidTTL, or ctx.Err().
-func (d *Deduper) Do(ctx context.Context, db DB, req Request, fn Func) (Result, error) {
+func (d *Deduper) Do(ctx context.Context, db DB, req Request, fn Func) (res Result, err error) {
+	if d.opts.Tracer != nil {
+		var t *doTrace
+		ctx, t = d.traceStart(ctx, req)
+		defer t.end(ctx, &res, &err)
+	}
 	if err := checkCall(ctx, db, fn, req); err != nil {
 		return Result{}, err
 	}
@@ -182,7 +193,6 @@ func (d *Deduper) Do(ctx context.Context, db DB, req Request, fn Func) (Result, 
 		}
 		return res, nil
 	}
-	var res Result
 	r, err := retry.Do(ctx, d.retry, func(attempt int) error {
 		var err error
 		res, err = d.own(ctx, db, req, ttlMicros, fn)

@@ -103,7 +103,7 @@ func (t Table) Get(ctx context.Context, q Querier, id any, columns []string, des
 		return 0, fmt.Errorf("%w: %d columns but %d destinations", ErrInvalid, len(columns), len(dest))
 	}
 	var b strings.Builder
-	b.WriteString("SELECT ")
+	b.WriteString("/* pgonce:optimistic_get */ SELECT ")
 	b.WriteString(verCol)
 	for _, c := range columns {
 		if c == "" {
@@ -150,7 +150,7 @@ func (t Table) Update(ctx context.Context, q Querier, id any, expected int64, se
 	var b strings.Builder
 	args := make([]any, 2, 2+len(sets))
 	args[0], args[1] = id, expected
-	fmt.Fprintf(&b, "UPDATE %s SET ", table)
+	fmt.Fprintf(&b, "/* pgonce:optimistic_update */ UPDATE %s SET ", table)
 	for i, s := range sets {
 		switch s.Column {
 		case "":

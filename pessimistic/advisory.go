@@ -8,10 +8,10 @@ import (
 )
 
 const (
-	sqlXactLock     = `SELECT pg_advisory_xact_lock($1)`
-	sqlTryXactLock  = `SELECT pg_try_advisory_xact_lock($1)`
-	sqlXactLock2    = `SELECT pg_advisory_xact_lock($1, $2)`
-	sqlTryXactLock2 = `SELECT pg_try_advisory_xact_lock($1, $2)`
+	sqlXactLock     = `/* pgonce:advisory_xact_lock */ SELECT pg_advisory_xact_lock($1)`
+	sqlTryXactLock  = `/* pgonce:try_advisory_xact_lock */ SELECT pg_try_advisory_xact_lock($1)`
+	sqlXactLock2    = `/* pgonce:advisory_xact_lock */ SELECT pg_advisory_xact_lock($1, $2)`
+	sqlTryXactLock2 = `/* pgonce:try_advisory_xact_lock */ SELECT pg_try_advisory_xact_lock($1, $2)`
 )
 
 // XactLock takes the transaction-scoped advisory lock key (see Key) in tx with

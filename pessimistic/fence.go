@@ -35,11 +35,11 @@ func (e *StaleTokenError) Error() string {
 func (e *StaleTokenError) Is(target error) bool { return target == ErrStaleToken }
 
 const (
-	sqlFence = `INSERT INTO fences AS f (resource, token) VALUES ($1, $2)
+	sqlFence = `/* pgonce:fence */ INSERT INTO fences AS f (resource, token) VALUES ($1, $2)
 ON CONFLICT (resource) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
 WHERE f.token <= EXCLUDED.token
 RETURNING true`
-	sqlFenceCurrent = `SELECT token FROM fences WHERE resource = $1`
+	sqlFenceCurrent = `/* pgonce:fence_current */ SELECT token FROM fences WHERE resource = $1`
 )
 
 // Fence admits a write to resource by the holder of token, inside tx: it records token as the

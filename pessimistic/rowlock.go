@@ -108,14 +108,14 @@ func (l RowLock) clause() (string, error) {
 }
 
 const (
-	sqlSavepoint        = "SAVEPOINT pgonce_lock"
-	sqlReleaseSavepoint = "RELEASE SAVEPOINT pgonce_lock"
+	sqlSavepoint        = "/* pgonce:savepoint */ SAVEPOINT pgonce_lock"
+	sqlReleaseSavepoint = "/* pgonce:release_savepoint */ RELEASE SAVEPOINT pgonce_lock"
 	// Sent as one simple-protocol query: PostgreSQL refuses to parse RELEASE in an aborted
 	// transaction, which a batch (prepared first on a fresh connection) would need.
-	sqlUndoSavepoint = "ROLLBACK TO SAVEPOINT pgonce_lock; RELEASE SAVEPOINT pgonce_lock"
+	sqlUndoSavepoint = "/* pgonce:undo_savepoint */ ROLLBACK TO SAVEPOINT pgonce_lock; RELEASE SAVEPOINT pgonce_lock"
 	// set_config(..., true) is SET LOCAL with the value as a parameter.
-	sqlSetLockTimeout = "SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
-	sqlRestoreTimeout = "SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
+	sqlSetLockTimeout = "/* pgonce:set_lock_timeout */ SELECT set_config('pgonce.saved_lock_timeout', current_setting('lock_timeout'), true), set_config('lock_timeout', $1, true)"
+	sqlRestoreTimeout = "/* pgonce:restore_lock_timeout */ SELECT set_config('lock_timeout', current_setting('pgonce.saved_lock_timeout'), true)"
 )
 
 // Row locks the row of table whose keyColumn equals key, inside tx, and scans columns into
@@ -226,7 +226,8 @@ func (l RowLock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, w
 	if err != nil {
 		return err
 	}
-	sql += clause
+	// The tag goes first, before the caller's SQL, so pg_stat_statements shows it.
+	sql = "/* pgonce:rowlock */ " + sql + clause
 	if l.Mode == Wait && l.Timeout > 0 {
 		what += " (waited up to " + l.Timeout.String() + ")"
 	}

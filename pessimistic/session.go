@@ -9,12 +9,12 @@ import (
 )
 
 const (
-	sqlSessionLock    = `SELECT pg_advisory_lock($1)`
-	sqlTrySessionLock = `SELECT pg_try_advisory_lock($1)`
+	sqlSessionLock    = `/* pgonce:advisory_lock */ SELECT pg_advisory_lock($1)`
+	sqlTrySessionLock = `/* pgonce:try_advisory_lock */ SELECT pg_try_advisory_lock($1)`
 	// Every session-level advisory lock of the connection: the one taken here, and any that fn
 	// took on the connection itself (re-entrantly too). A pooled connection goes back holding none.
-	sqlUnlockAll = `SELECT pg_advisory_unlock_all()`
-	sqlRollback  = `ROLLBACK`
+	sqlUnlockAll = `/* pgonce:advisory_unlock_all */ SELECT pg_advisory_unlock_all()`
+	sqlRollback  = `/* pgonce:rollback */ ROLLBACK`
 )
 
 // WithSessionLock holds the session-scoped advisory lock key (see Key) while fn runs: it

@@ -77,6 +77,13 @@ type GuardOptions struct {
 	// request's result), for logging and metrics. op is "check", "commit" or "release".
 	// Nil logs each failure with slog.Default at level Warn.
 	OnError func(ctx context.Context, op string, err error)
+
+	// Tracer, when set, is told when each Do begins and ends (component "redisguard"; a
+	// replay from Redis has Source dedupe.SourceRedis); nil costs nothing.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the idempotency key itself in the tracer's start data; by default
+	// tracers get only its hash.
+	TraceKeys bool
 }
 
 // Defaults of GuardOptions.
@@ -321,7 +328,12 @@ func (s *Sighting) Release(ctx context.Context) error {
 // even when ctx was cancelled meanwhile (bounded by Timeout), so a committed request never
 // leaves its mark behind because its client went away. Failures after the check never change
 // the result; they go to OnError.
-func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
+func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (out dedupe.Result, outErr error) {
+	if g.opts.Tracer != nil {
+		var t *guardTrace
+		ctx, t = g.traceStart(ctx, req)
+		defer t.end(ctx, &out, &outErr)
+	}
 	if err := ctx.Err(); err != nil {
 		return dedupe.Result{}, err
 	}

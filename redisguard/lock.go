@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/internal/backoff"
 )
 
@@ -33,6 +34,13 @@ type LockerOptions struct {
 	// start + TTL - (TTL*DriftFactor + 2ms), where start is taken before the first request
 	// of the round is sent (the Redlock formula).
 	DriftFactor float64
+
+	// Tracer, when set, is told when each Obtain begins and ends (component "redisguard",
+	// operation "obtain", outcome obtained, not_obtained, invalid or error); nil costs
+	// nothing.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the lock's name in the tracer's start data; by default only its hash.
+	TraceKeys bool
 }
 
 // Defaults of LockerOptions.
@@ -117,7 +125,12 @@ type LockOptions struct {
 // Cost per attempt: one round trip per node (the nodes are asked in parallel), bounded by
 // LockerOptions.Timeout; in quorum mode, one more parallel round trip when the nodes returned
 // different tokens, and a release round when no majority was reached.
-func (l *Locker) Obtain(ctx context.Context, key string, ttl time.Duration, opts *LockOptions) (*Lock, error) {
+func (l *Locker) Obtain(ctx context.Context, key string, ttl time.Duration, opts *LockOptions) (lock *Lock, err error) {
+	if l.opts.Tracer != nil {
+		var t *obtainTrace
+		ctx, t = l.traceStart(ctx, key)
+		defer t.end(ctx, &lock, &err)
+	}
 	var o LockOptions
 	if opts != nil {
 		o = *opts

@@ -78,6 +78,13 @@ type Config struct {
 	// (first, replayed, rolled_back, in_progress, mismatch, invalid, too_large, error) and
 	// never the request or response body.
 	Logger *slog.Logger
+
+	// Tracer, when set, gets one span per deduplicated request (component "dedupehttp"), with
+	// the HTTP status sent; requests passed straight through get none. Nil costs nothing.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the Idempotency-Key itself in the tracer's start data; by default
+	// tracers get only its hash.
+	TraceKeys bool
 }
 
 // Defaults of Config.
@@ -124,6 +131,8 @@ type Middleware struct {
 	ttl         time.Duration
 	problemBase string
 	log         *slog.Logger
+	tracer      dedupe.Tracer
+	traceKeys   bool
 }
 
 // New returns a Middleware for cfg.
@@ -147,6 +156,8 @@ func New(cfg Config) (*Middleware, error) {
 		ttl:         cfg.TTL,
 		problemBase: cfg.ProblemTypeBase,
 		log:         cfg.Logger,
+		tracer:      cfg.Tracer,
+		traceKeys:   cfg.TraceKeys,
 	}
 	retry := cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
 	if m.runner == nil {
@@ -231,6 +242,9 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		next.ServeHTTP(w, r)
 		return
 	}
+	if m.tracer != nil {
+		r = m.traceStart(r, key)
+	}
 	if err != nil {
 		if errors.Is(err, ErrKeyMissing) {
 			m.problem(w, http.StatusBadRequest, ProblemKeyMissing, "Idempotency-Key header required",
@@ -238,7 +252,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		} else {
 			m.problem(w, http.StatusBadRequest, ProblemKeyMalformed, "Idempotency-Key header malformed", err.Error())
 		}
-		m.logOutcome(r, "", "invalid", http.StatusBadRequest, 0, start, err)
+		m.logOutcome(r, "", "invalid", http.StatusBadRequest, dedupe.Result{}, start, err)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, m.maxBody))
@@ -247,11 +261,11 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		if errors.As(err, &tooBig) {
 			m.problem(w, http.StatusRequestEntityTooLarge, ProblemRequestTooLarge, "Request body too large",
 				fmt.Sprintf("The limit is %d bytes.", m.maxBody))
-			m.logOutcome(r, key, "too_large", http.StatusRequestEntityTooLarge, 0, start, nil)
+			m.logOutcome(r, key, "too_large", http.StatusRequestEntityTooLarge, dedupe.Result{}, start, nil)
 			return
 		}
 		m.problem(w, http.StatusBadRequest, ProblemBodyUnreadable, "Request body unreadable", "")
-		m.logOutcome(r, key, "invalid", http.StatusBadRequest, 0, start, err)
+		m.logOutcome(r, key, "invalid", http.StatusBadRequest, dedupe.Result{}, start, err)
 		return
 	}
 
@@ -290,13 +304,13 @@ func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string,
 		h.Set(HeaderReplayed, "true")
 		w.WriteHeader(res.Response.Status)
 		_, _ = w.Write(res.Response.Body)
-		m.logOutcome(r, key, "replayed", res.Response.Status, res.Attempts, start, nil)
+		m.logOutcome(r, key, "replayed", res.Response.Status, res, start, nil)
 		if m.onReplay != nil {
 			m.onReplay(r, res)
 		}
 	case err == nil && last != nil:
 		writeRecorded(w, last)
-		m.logOutcome(r, key, "first", last.statusCode(), res.Attempts, start, nil)
+		m.logOutcome(r, key, "first", last.statusCode(), res, start, nil)
 	case err == nil: // a Runner that answered without running the handler and without replaying
 		h := w.Header()
 		for k, vs := range res.Response.Header {
@@ -304,30 +318,30 @@ func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string,
 		}
 		w.WriteHeader(res.Response.Status)
 		_, _ = w.Write(res.Response.Body)
-		m.logOutcome(r, key, "first", res.Response.Status, res.Attempts, start, nil)
+		m.logOutcome(r, key, "first", res.Response.Status, res, start, nil)
 	case errors.As(err, &rb):
 		writeRecorded(w, rb.rec)
-		m.logOutcome(r, key, "rolled_back", rb.rec.statusCode(), res.Attempts, start, nil)
+		m.logOutcome(r, key, "rolled_back", rb.rec.statusCode(), res, start, nil)
 	case errors.Is(err, dedupe.ErrFingerprintMismatch):
 		m.problem(w, http.StatusUnprocessableEntity, ProblemKeyMismatch, "Idempotency-Key reused for a different request",
 			"This key was already used with another method, path or body. Use a new key for a new request.")
-		m.logOutcome(r, key, "mismatch", http.StatusUnprocessableEntity, res.Attempts, start, nil)
+		m.logOutcome(r, key, "mismatch", http.StatusUnprocessableEntity, res, start, nil)
 	case errors.Is(err, dedupe.ErrInProgress):
 		w.Header().Set("Retry-After", m.retryAfter)
 		m.problem(w, http.StatusConflict, ProblemKeyInProgress, "A request with this Idempotency-Key is in progress",
 			"Retry after the time in Retry-After to receive its response.")
-		m.logOutcome(r, key, "in_progress", http.StatusConflict, res.Attempts, start, nil)
+		m.logOutcome(r, key, "in_progress", http.StatusConflict, res, start, nil)
 	case errors.Is(err, dedupe.ErrUnavailable):
 		w.Header().Set("Retry-After", m.retryAfter)
 		m.problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "Idempotency check unavailable",
 			"A service the idempotency check depends on is unavailable. Retry with the same key after the time in Retry-After.")
-		m.logOutcome(r, key, "unavailable", http.StatusServiceUnavailable, res.Attempts, start, err)
+		m.logOutcome(r, key, "unavailable", http.StatusServiceUnavailable, res, start, err)
 	case errors.Is(err, errResponseTooLarge), errors.Is(err, dedupe.ErrResponseTooLarge):
 		m.problem(w, http.StatusInternalServerError, ProblemInternal, "Response too large to store", "")
-		m.logOutcome(r, key, "too_large", http.StatusInternalServerError, res.Attempts, start, err)
+		m.logOutcome(r, key, "too_large", http.StatusInternalServerError, res, start, err)
 	default:
 		m.problem(w, http.StatusInternalServerError, ProblemInternal, "Internal error", "")
-		m.logOutcome(r, key, "error", http.StatusInternalServerError, res.Attempts, start, err)
+		m.logOutcome(r, key, "error", http.StatusInternalServerError, res, start, err)
 	}
 }
 
@@ -403,7 +417,9 @@ func withBody(r *http.Request, body []byte) *http.Request {
 	return r
 }
 
-func (m *Middleware) logOutcome(r *http.Request, key, outcome string, status, attempts int, start time.Time, err error) {
+func (m *Middleware) logOutcome(r *http.Request, key, outcome string, status int, res dedupe.Result, start time.Time, err error) {
+	attempts := res.Attempts
+	m.traceEnd(r, outcome, status, res, err)
 	if m.log == nil {
 		return
 	}
