@@ -90,7 +90,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 }
 
 // A retry of a committed request is replayed from Redis (no transaction, function not run),
-// byte for byte; ServedFromRedis tells it apart from a replay from PostgreSQL.
+// byte for byte; Result.Source tells it apart from a replay from PostgreSQL.
 func TestGuardReplayFromRedis(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
