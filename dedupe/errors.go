@@ -57,8 +57,10 @@ type KeyError struct {
 	Err      error
 }
 
+// Error says what went wrong and for which request.
 func (e *KeyError) Error() string {
 	return fmt.Sprintf("%v (scope %q, key %q, attempt %d)", e.Err, e.Scope, e.Key, e.Attempts)
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *KeyError) Unwrap() error { return e.Err }

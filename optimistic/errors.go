@@ -28,6 +28,7 @@ type StaleError struct {
 	Current  int64  // the version the row had when Update looked again
 }
 
+// Error says which row was stale and which versions met.
 func (e *StaleError) Error() string {
 	return fmt.Sprintf("optimistic: stale version of %s %v: expected %d, now %d", e.Table, e.ID, e.Expected, e.Current)
 }

@@ -27,6 +27,7 @@ type StaleTokenError struct {
 	Current  int64 // the highest token recorded for Resource
 }
 
+// Error says which token was refused for which resource.
 func (e *StaleTokenError) Error() string {
 	return fmt.Sprintf("pessimistic: stale fencing token %d for %q (current %d)", e.Token, e.Resource, e.Current)
 }
