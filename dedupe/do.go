@@ -44,9 +44,10 @@ type Func func(ctx context.Context, tx pgx.Tx) (Response, error)
 // Options configures a Deduper. The zero value (or a nil *Options) gives the defaults noted on
 // each field; a non-positive number means its default.
 type Options struct {
-	// Table is the dedupe table, default "dedupe_keys" (resolved through search_path) as
-	// created by the migrations package. Use a two-part identifier for another schema.
-	Table pgx.Identifier
+	// Schema is the schema of the dedupe table (dedupe_keys, as the migrations create it:
+	// migrations.Config.Schema); default "", the table is found through search_path. The
+	// table's name is not configurable: the migrations create only this one.
+	Schema string
 
 	// TTL is how long a committed key is remembered when the request does not say; default
 	// 24h. After it the key counts as new: the next request with it runs again.
@@ -93,7 +94,7 @@ const (
 	DefaultRetryBaseDelay   = retry.DefaultBaseDelay
 	DefaultRetryMaxDelay    = retry.DefaultMaxDelay
 	DefaultMaxResponseBytes = 1 << 20
-	DefaultTable            = "dedupe_keys"
+	DefaultTable            = "dedupe_keys" // the dedupe table's name (not configurable; see Options.Schema)
 )
 
 // Deduper runs functions at most once per (scope, key). It holds no connections and is safe
@@ -111,8 +112,9 @@ func New(opts *Options) *Deduper {
 	if opts != nil {
 		o = *opts
 	}
-	if len(o.Table) == 0 {
-		o.Table = pgx.Identifier{DefaultTable}
+	table := pgx.Identifier{DefaultTable}
+	if o.Schema != "" {
+		table = pgx.Identifier{o.Schema, DefaultTable}
 	}
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
@@ -122,7 +124,7 @@ func New(opts *Options) *Deduper {
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = DefaultMaxResponseBytes
 	}
-	d := &Deduper{opts: o, retry: p, q: newQueries(o.Table.Sanitize())}
+	d := &Deduper{opts: o, retry: p, q: newQueries(table.Sanitize())}
 	if o.LockWait > 0 {
 		d.lockTimeout = lockTimeoutSetting(o.LockWait.Milliseconds())
 	}

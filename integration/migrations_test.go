@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/integration/harness"
 	"github.com/pgonce/pgonce/internal/pgtest"
 	"github.com/pgonce/pgonce/migrations"
@@ -236,4 +237,33 @@ func TestMigratorRoundTrips(t *testing.T) {
 		_, _, err := m.Version(ctx)
 		require.NoError(t, err)
 	}), "Version")
+}
+
+// The schema the migrator puts the tables in is the one dedupe.Options.Schema names: Do finds
+// its table there even when search_path does not lead to it.
+func TestDedupeInMigratedSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.DB(t, &pgtest.Options{NoMigrations: true})
+	schema := db.Schema + "_keys"
+	m, err := migrations.New(db.Pool, &migrations.Config{Schema: schema})
+	require.NoError(t, err)
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+	})
+
+	d := dedupe.New(&dedupe.Options{Schema: schema})
+	req := dedupe.Request{Scope: "s", Key: "k"}
+	ok := func(context.Context, pgx.Tx) (dedupe.Response, error) { return dedupe.Response{Status: 201}, nil }
+	_, err = d.Do(ctx, db.Pool, req, ok)
+	require.NoError(t, err)
+	res, err := d.Do(ctx, db.Pool, req, ok)
+	require.NoError(t, err)
+	assert.Equal(t, dedupe.SourcePostgres, res.Source)
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM `+pgx.Identifier{schema, "dedupe_keys"}.Sanitize()))
+
+	_, err = dedupe.New(nil).Do(ctx, db.Pool, req, ok)
+	require.Error(t, err, "search_path does not lead to the table")
 }

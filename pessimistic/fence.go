@@ -49,6 +49,11 @@ RETURNING true`
 // nothing. Do the protected write in the same tx after Fence; when tx commits, the write and
 // the token commit together.
 //
+// The fences table is found through search_path, like the tables of the caller's own
+// statements in the same transaction: when the migrations put it in a schema of its own
+// (migrations.Config.Schema), put that schema on the connections' search_path. (dedupe, whose
+// SQL runs on its own, takes Options.Schema instead.)
+//
 // Fence locks the resource's fences row until tx ends, so fenced writers of one resource run
 // one after another, and a stale holder that waited behind a newer one is refused once the
 // newer commits. Cost: one statement (two when the token is stale). Tokens come from any

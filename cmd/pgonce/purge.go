@@ -33,7 +33,7 @@ func (a *app) purge(ctx context.Context, args []string) int {
 		return a.fail(c.name, err)
 	}
 	defer pool.Close()
-	d := dedupe.New(&dedupe.Options{Table: c.keysTable()})
+	d := dedupe.New(&dedupe.Options{Schema: c.schema})
 
 	once := func() error {
 		start := time.Now()
