@@ -59,14 +59,15 @@ func newDB(t *testing.T, migrated bool) *pgtest.DB {
 // insertKeys adds n rows to scope that expired an hour ago, and one live row.
 func insertKeys(t *testing.T, db *pgtest.DB, scope string, expired int) {
 	t.Helper()
-	for i := range expired {
-		_, err := db.Pool.Exec(context.Background(), `INSERT INTO dedupe_keys (scope, key, status, body, created_at, completed_at, expires_at)
-			VALUES ($1, $2, 200, '\x', now() - interval '2 hours', now() - interval '2 hours', now() - interval '1 hour')`,
-			scope, "old-"+strings.Repeat("x", i+1))
-		require.NoError(t, err)
-	}
-	_, err := db.Pool.Exec(context.Background(), `INSERT INTO dedupe_keys (scope, key, status, completed_at, expires_at)
-		VALUES ($1, 'live', 200, now(), now() + interval '1 hour') ON CONFLICT DO NOTHING`, scope)
+	// One statement, so a purger running meanwhile sees all the expired rows or none (with one
+	// INSERT per row, a run between two of them purged them in parts, and TestPurgeEvery waited
+	// forever for a run that purged them all).
+	_, err := db.Pool.Exec(context.Background(), `INSERT INTO dedupe_keys (scope, key, status, body, created_at, completed_at, expires_at)
+		SELECT $1, 'old-' || repeat('x', i), 200, '\x'::bytea, now() - interval '2 hours', now() - interval '2 hours', now() - interval '1 hour'
+		FROM generate_series(1, $2::int) AS i
+		UNION ALL
+		SELECT $1, 'live', 200, NULL::bytea, now(), now(), now() + interval '1 hour'
+		ON CONFLICT DO NOTHING`, scope, expired)
 	require.NoError(t, err)
 }
 
