@@ -54,7 +54,7 @@ func TestRedisCluster(t *testing.T) {
 	})
 
 	t.Run("Lock", func(t *testing.T) {
-		locker := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Prefix: prefix + "lock:"})
+		locker := newLocker(t, rdb, &redisguard.LockerOptions{Prefix: prefix + "lock:"})
 		slots := map[int64]bool{}
 		for _, key := range []string{"a", "b", "c", "report:2026-11-22", "x}y"} {
 			keys := []string{prefix + "lock:{" + key + "}", prefix + "lock:{" + key + "}:fence"}

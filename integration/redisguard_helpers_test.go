@@ -25,6 +25,14 @@ import (
 // such a test would count as a replay that missed Redis. Tests of the timeout set their own.
 const guardTimeout = 10 * time.Second
 
+// newLocker is redisguard.NewLocker for options that are valid.
+func newLocker(t *testing.T, client redisguard.Client, opts *redisguard.LockerOptions) *redisguard.Locker {
+	t.Helper()
+	l, err := redisguard.NewLocker(client, opts)
+	require.NoError(t, err)
+	return l
+}
+
 // sharedRedis is a client of the shared test Redis; tests on it keep to harness.Prefix keys
 // and never stop, pause or flush it.
 func sharedRedis(t *testing.T) *redis.Client {

@@ -19,7 +19,7 @@ import (
 // and the fencing tokens rise from hold to hold.
 func TestLockCounterExact(t *testing.T) {
 	t.Parallel()
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
 	began := time.Now()
 	counterUnderLock(t, locker, "counter", 16, 500, redisguard.ExponentialRetry(100*time.Microsecond, 2*time.Millisecond))
 	t.Logf("16x500 holds in %v", time.Since(began))
@@ -34,7 +34,7 @@ func TestLockExpiredHolderIsFenced(t *testing.T) {
 	db := harness.DB(t, nil)
 	_, err := db.Pool.Exec(ctx, `CREATE TABLE reports (day text PRIMARY KEY, body text NOT NULL, writer bigint NOT NULL)`)
 	require.NoError(t, err)
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
 	write := func(lock *redisguard.Lock, body string) error {
 		return pessimistic.FencedWrite(ctx, db.Pool, "report:day-1", lock.Token(), func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `INSERT INTO reports VALUES ('day-1', $1, $2) ON CONFLICT (day) DO UPDATE SET body = $1, writer = $2`, body, lock.Token())
@@ -89,7 +89,7 @@ func TestLockExpiredHolderIsFenced(t *testing.T) {
 func TestLockRetryStrategies(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
 	held, err := locker.Obtain(ctx, "job", time.Minute, nil)
 	require.NoError(t, err)
 
@@ -133,7 +133,7 @@ func TestLockRetryStrategies(t *testing.T) {
 func TestLockReentrant(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
 	outer, err := locker.Obtain(ctx, "account:7", time.Minute, &redisguard.LockOptions{Owner: "worker-1/job-99"})
 	require.NoError(t, err)
 	assert.False(t, outer.Reentered())
@@ -165,7 +165,7 @@ func TestLockExpiredHoldSparesNewerHoldOfSameOwner(t *testing.T) {
 	ctx := context.Background()
 	client := sharedRedis(t)
 	prefix := harness.Prefix(t)
-	locker := redisguard.NewLocker(client, &redisguard.LockerOptions{Prefix: prefix})
+	locker := newLocker(t, client, &redisguard.LockerOptions{Prefix: prefix})
 	same := &redisguard.LockOptions{Owner: "X"}
 
 	old, err := locker.Obtain(ctx, "job", time.Minute, same)
@@ -203,7 +203,7 @@ func TestWatchdogKeepsLock(t *testing.T) {
 	// TTL and timeout leave room for a loaded host: with 300ms (a 30ms refresh timeout) a
 	// refresh delayed by the scheduler lost the lock, which is what the watchdog promises to
 	// do when Redis is that slow, not what this test is about.
-	locker := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t), Timeout: 500 * time.Millisecond})
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t), Timeout: 500 * time.Millisecond})
 	ttl := 2 * time.Second
 	lock, err := locker.Obtain(ctx, "long-job", ttl, nil)
 	require.NoError(t, err)
@@ -242,7 +242,7 @@ func TestWatchdogCancelsWhenRedisStops(t *testing.T) {
 	t.Parallel()
 	srv := harness.StartRedis(t)
 	ctx := context.Background()
-	locker := redisguard.NewLocker(srv.Client(), &redisguard.LockerOptions{Timeout: 500 * time.Millisecond})
+	locker := newLocker(t, srv.Client(), &redisguard.LockerOptions{Timeout: 500 * time.Millisecond})
 	ttl := 2 * time.Second
 	lock, err := locker.Obtain(ctx, "job", ttl, nil)
 	require.NoError(t, err)
@@ -271,7 +271,7 @@ func TestWatchdogCancelsWhenRefreshHangs(t *testing.T) {
 	ctx := context.Background()
 	hanging := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second}) // ignores context deadlines
 	t.Cleanup(func() { _ = hanging.Close() })
-	locker := redisguard.NewLocker(hanging, nil)
+	locker := newLocker(t, hanging, nil)
 	ttl := time.Second // leaves the timer a second of scheduling slack on a loaded host
 	lock, err := locker.Obtain(ctx, "job", ttl, nil)
 	require.NoError(t, err)
@@ -293,7 +293,7 @@ func TestWatchdogCancelsWhenRefreshHangs(t *testing.T) {
 func TestLockInvalidArguments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	locker := redisguard.NewLocker(sharedRedis(t), nil)
+	locker := newLocker(t, sharedRedis(t), nil)
 	for _, c := range []struct {
 		key string
 		ttl time.Duration
@@ -301,7 +301,9 @@ func TestLockInvalidArguments(t *testing.T) {
 		_, err := locker.Obtain(ctx, c.key, c.ttl, nil)
 		assert.ErrorIs(t, err, redisguard.ErrInvalid, "%q %v", c.key, c.ttl)
 	}
-	_, err := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: "a{b}:"}).Obtain(ctx, "k", time.Second, nil)
+	_, err := redisguard.NewLocker(sharedRedis(t), &redisguard.LockerOptions{Prefix: "a{b}:"})
+	assert.ErrorIs(t, err, redisguard.ErrInvalid, "refused by the constructor, not on the first Obtain")
+	_, err = redisguard.NewLocker(nil, nil)
 	assert.ErrorIs(t, err, redisguard.ErrInvalid)
 	_, err = redisguard.NewQuorumLocker(nil, nil)
 	assert.ErrorIs(t, err, redisguard.ErrInvalid)
@@ -313,7 +315,7 @@ func TestLockTokensRiseAfterRedisRestart(t *testing.T) {
 	t.Parallel()
 	srv := harness.StartRedis(t)
 	ctx := context.Background()
-	locker := redisguard.NewLocker(srv.Client(), nil)
+	locker := newLocker(t, srv.Client(), nil)
 	before, err := locker.Obtain(ctx, "report", time.Minute, nil)
 	require.NoError(t, err)
 	srv.Restart() // the lock and its counter are gone

@@ -3,6 +3,7 @@ package redisguard
 import (
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -61,7 +62,8 @@ func TestEntryRejectsDamage(t *testing.T) {
 }
 
 func TestLockKeysShareHashTag(t *testing.T) {
-	l := NewLocker(nil, nil)
+	l, err := newLocker([]Client{redis.NewClient(&redis.Options{})}, nil)
+	require.NoError(t, err)
 	for _, key := range []string{"report", "a}b", "{x", "x{y}z", "résumé"} {
 		ks := l.keys(key)
 		assert.Equal(t, hashTag(ks[0]), hashTag(ks[1]), key)

@@ -25,7 +25,10 @@ func ExampleLocker_Obtain() {
 	defer pool.Close()
 	rdb := newRedis()
 	defer rdb.Close()
-	locker := redisguard.NewLocker(rdb, nil)
+	locker, err := redisguard.NewLocker(rdb, nil)
+	if err != nil {
+		panic(err)
+	}
 	resource := "report:" + rand.Text()
 
 	lock, err := locker.Obtain(ctx, resource, 10*time.Second, &redisguard.LockOptions{

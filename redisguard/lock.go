@@ -56,10 +56,10 @@ type Locker struct {
 	nodes  []Client
 	quorum int
 	opts   LockerOptions
-	err    error // a configuration error, returned by Obtain
 }
 
-// NewLocker returns a Locker on one Redis deployment. It makes no round trip.
+// NewLocker returns a Locker on one Redis deployment, or an error wrapping ErrInvalid for a
+// nil client or a Prefix with a brace. It makes no round trip.
 //
 // What it guarantees: at most one owner holds a key at a time as long as Redis keeps the lock
 // key; each successful obtain gets a fencing token larger than every earlier one for the key
@@ -67,11 +67,11 @@ type Locker struct {
 // network) still believes it holds the lock, and Redis replication is asynchronous, so a
 // failover can lose a lock; check Lock.Token in PostgreSQL (pessimistic.Fence) to make such a
 // stale holder's writes fail.
-func NewLocker(client Client, opts *LockerOptions) *Locker {
+func NewLocker(client Client, opts *LockerOptions) (*Locker, error) {
 	return newLocker([]Client{client}, opts)
 }
 
-func newLocker(nodes []Client, opts *LockerOptions) *Locker {
+func newLocker(nodes []Client, opts *LockerOptions) (*Locker, error) {
 	l := &Locker{nodes: nodes, quorum: len(nodes)/2 + 1}
 	if opts != nil {
 		l.opts = *opts
@@ -84,11 +84,11 @@ func newLocker(nodes []Client, opts *LockerOptions) *Locker {
 	}
 	switch {
 	case strings.ContainsAny(l.opts.Prefix, "{}"):
-		l.err = fmt.Errorf("%w: lock prefix %q contains a brace", ErrInvalid, l.opts.Prefix)
+		return nil, fmt.Errorf("%w: lock prefix %q contains a brace", ErrInvalid, l.opts.Prefix)
 	case slices.Contains(nodes, nil):
-		l.err = fmt.Errorf("%w: nil client", ErrInvalid)
+		return nil, fmt.Errorf("%w: nil client", ErrInvalid)
 	}
-	return l
+	return l, nil
 }
 
 // LockOptions are per-Obtain options; nil means defaults.
@@ -172,8 +172,6 @@ func (l *Locker) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 
 func (l *Locker) checkObtain(key string, ttl time.Duration, owner string) error {
 	switch {
-	case l.err != nil:
-		return l.err
 	case key == "":
 		return fmt.Errorf("%w: empty lock key", ErrInvalid)
 	case key[0] == '}':

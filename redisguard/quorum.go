@@ -37,11 +37,7 @@ func NewQuorumLocker(clients []Client, opts *LockerOptions) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: no clients", ErrInvalid)
 	}
-	l := newLocker(clients, opts)
-	if l.err != nil {
-		return nil, l.err
-	}
-	return l, nil
+	return newLocker(clients, opts)
 }
 
 // reply is one node's answer in a round.

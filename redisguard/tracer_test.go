@@ -111,7 +111,8 @@ func TestLockerTracer(t *testing.T) {
 	rdb := newRedis()
 	t.Cleanup(func() { _ = rdb.Close() })
 	tr := &recTracer{}
-	locker := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Tracer: tr})
+	locker, err := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Tracer: tr})
+	require.NoError(t, err)
 	key := rand.Text()
 
 	lock, err := locker.Obtain(ctx, key, 10*time.Second, nil)

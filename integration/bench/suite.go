@@ -50,12 +50,18 @@ func Open(ctx context.Context, baseURL, redisURL string) (*Env, func(), error) {
 	}
 	ropts.DB, ropts.PoolSize, ropts.ContextTimeoutEnabled = RedisDB, 40, true
 	rdb := redis.NewClient(ropts)
+	locker, err := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Prefix: "bench:ours:"})
+	if err != nil {
+		_ = rdb.Close()
+		drop()
+		return nil, nil, err
+	}
 	env := &Env{
 		Pool:    db.Pool,
 		Deduper: dedupe.New(nil),
 		Redis:   rdb,
 		Guard:   redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "bench:"}),
-		Locker:  redisguard.NewLocker(rdb, &redisguard.LockerOptions{Prefix: "bench:ours:"}),
+		Locker:  locker,
 		BSM:     redislock.New(rdb),
 		Redsync: newRedsync(rdb),
 	}
