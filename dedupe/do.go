@@ -106,7 +106,9 @@ type Deduper struct {
 	lockTimeout string // lock_timeout value for bounded waits, "" when waiting is unbounded
 }
 
-// New returns a Deduper with the given options (nil means defaults).
+// New returns a Deduper with the given options (nil means defaults). It returns no error, unlike
+// the constructors of the other packages, because no Options value is invalid: a non-positive
+// number means its default, and Schema is quoted as an identifier, whatever it holds.
 func New(opts *Options) *Deduper {
 	var o Options
 	if opts != nil {

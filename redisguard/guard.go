@@ -105,7 +105,10 @@ type Guard struct {
 	opts   GuardOptions
 }
 
-// NewGuard returns a Guard using client (nil opts means defaults). It makes no round trip.
+// NewGuard returns a Guard using client (nil opts means defaults). It makes no round trip. It
+// returns no error because no GuardOptions value is invalid (a non-positive number means its
+// default); a nil client fails each call, which FailOpen turns into requests served by
+// PostgreSQL alone.
 func NewGuard(client Client, opts *GuardOptions) *Guard {
 	var o GuardOptions
 	if opts != nil {
