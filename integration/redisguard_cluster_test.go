@@ -34,7 +34,7 @@ func TestRedisCluster(t *testing.T) {
 	t.Run("GuardDo", func(t *testing.T) {
 		db := harness.DB(t, &pgtest.Options{MaxConns: 4})
 		createOrders(t, db.Pool)
-		g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: prefix, Timeout: 5 * time.Second})
+		g := newGuard(t, rdb, &redisguard.GuardOptions{Prefix: prefix, Timeout: 5 * time.Second})
 		d := dedupe.New(nil)
 		var calls atomic.Int64
 		for _, key := range []string{"a", "b", "c", "d", "e", "f"} { // spread over the masters

@@ -36,7 +36,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 	db := harness.DB(t, &pgtest.Options{MaxConns: 64})
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: 5 * time.Second})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: 5 * time.Second})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "same-key", Fingerprint: dedupe.Fingerprint("POST", "/orders", []byte(`{"n":1}`))}
 
@@ -96,7 +96,7 @@ func TestGuardReplayFromRedis(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "k1", Fingerprint: []byte("fp-1")}
 	var calls atomic.Int64
@@ -124,7 +124,7 @@ func TestGuardFingerprintMismatchNotReplayed(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "k1", Fingerprint: []byte("fp-1")}
 	var calls atomic.Int64
@@ -157,7 +157,7 @@ func TestGuardInProgress(t *testing.T) {
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "slow"}
 
@@ -193,7 +193,7 @@ func TestGuardReleasesAfterFailure(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "fails-once"}
 	errPayment := errors.New("payment provider unavailable")
@@ -226,8 +226,8 @@ func TestGuardReleaseIsOwnerChecked(t *testing.T) {
 	prefix := harness.Prefix(t)
 	// The late request's marks expire fast; the next request's outlive the test, however slow
 	// the host (with one short TTL for both, the next mark expired too before it was checked).
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, InFlightTTL: ttl, Timeout: guardTimeout})
-	long := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, InFlightTTL: time.Hour, Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, InFlightTTL: ttl, Timeout: guardTimeout})
+	long := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, InFlightTTL: time.Hour, Timeout: guardTimeout})
 	ctx := context.Background()
 	req := dedupe.Request{Scope: "orders.create", Key: "k"}
 
@@ -263,7 +263,7 @@ func TestGuardLargeResponseFallsThrough(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	counted := &countingDB{db: db.Pool}
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), MaxCachedBytes: 1024, Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), MaxCachedBytes: 1024, Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "reports.create", Key: "big"}
 	body := make([]byte, 4096)
@@ -295,7 +295,7 @@ func TestGuardEntryTTLs(t *testing.T) {
 	db := harness.DB(t, nil)
 	rdb := sharedRedis(t)
 	prefix := harness.Prefix(t)
-	g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: prefix, CacheTTL: time.Hour, InFlightTTL: 30 * time.Second, Timeout: guardTimeout})
+	g := newGuard(t, rdb, &redisguard.GuardOptions{Prefix: prefix, CacheTTL: time.Hour, InFlightTTL: 30 * time.Second, Timeout: guardTimeout})
 	ctx := context.Background()
 	pttl := func() time.Duration {
 		keys, err := rdb.Keys(ctx, prefix+"*").Result()
@@ -324,7 +324,7 @@ func TestGuardEntryTTLs(t *testing.T) {
 func TestGuardCommitsAfterCancel(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), Timeout: guardTimeout})
 	req := dedupe.Request{Scope: "s", Key: "k"}
 	ctx, cancel := context.WithCancel(context.Background())
 	runner := runnerFunc(func(ctx context.Context, db dedupe.DB, req dedupe.Request, fn dedupe.Func) (dedupe.Result, error) {
@@ -356,7 +356,7 @@ func TestRedisStoppedMidRunGuardFailsOpen(t *testing.T) {
 	db := harness.DB(t, &pgtest.Options{MaxConns: 16})
 	createOrders(t, db.Pool)
 	var errs errorLog
-	g := redisguard.NewGuard(srv.Client(), &redisguard.GuardOptions{Timeout: 200 * time.Millisecond, OnError: errs.hook})
+	g := newGuard(t, srv.Client(), &redisguard.GuardOptions{Timeout: 200 * time.Millisecond, OnError: errs.hook})
 	d := dedupe.New(nil)
 
 	const keys, perKey, workers = 60, 5, 16
@@ -435,7 +435,7 @@ func TestRedisDownGuardFailsClosed(t *testing.T) {
 	srv := harness.StartRedis(t)
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
-	g := redisguard.NewGuard(srv.Client(), &redisguard.GuardOptions{Timeout: 100 * time.Millisecond, Policy: redisguard.FailClosed})
+	g := newGuard(t, srv.Client(), &redisguard.GuardOptions{Timeout: 100 * time.Millisecond, Policy: redisguard.FailClosed})
 	srv.Stop()
 	var calls atomic.Int64
 	_, err := g.Do(context.Background(), dedupe.New(nil), db.Pool, dedupe.Request{Scope: "orders", Key: "k"}, insertOrder(&calls, "k"))
@@ -455,8 +455,8 @@ func TestRedisSlowGuardTimesOut(t *testing.T) {
 	admin := srv.Client()
 	var errs errorLog
 	timeout := 100 * time.Millisecond
-	open := redisguard.NewGuard(srv.Client(), &redisguard.GuardOptions{Timeout: timeout, OnError: errs.hook})
-	closed := redisguard.NewGuard(srv.Client(), &redisguard.GuardOptions{Timeout: timeout, Policy: redisguard.FailClosed})
+	open := newGuard(t, srv.Client(), &redisguard.GuardOptions{Timeout: timeout, OnError: errs.hook})
+	closed := newGuard(t, srv.Client(), &redisguard.GuardOptions{Timeout: timeout, Policy: redisguard.FailClosed})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders", Key: "k"}
 	var calls atomic.Int64
@@ -494,7 +494,7 @@ func TestRedisLostKeyReplayedByPostgres(t *testing.T) {
 	createOrders(t, db.Pool)
 	ctx := context.Background()
 	rdb := srv.Client()
-	g := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: guardTimeout})
+	g := newGuard(t, rdb, &redisguard.GuardOptions{Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders", Key: "k", Fingerprint: []byte("fp")}
 	var calls atomic.Int64
@@ -524,7 +524,7 @@ func TestGuardJoinedTransactionIsNotCached(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
-	g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: 5 * time.Second})
+	g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: harness.Prefix(t), InFlightTTL: time.Hour, Timeout: 5 * time.Second})
 	d := dedupe.New(nil)
 	ctx := context.Background()
 	req := dedupe.Request{Scope: "orders.create", Key: "joined"}

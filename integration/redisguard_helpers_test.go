@@ -25,6 +25,14 @@ import (
 // such a test would count as a replay that missed Redis. Tests of the timeout set their own.
 const guardTimeout = 10 * time.Second
 
+// newGuard is redisguard.NewGuard for options that are valid.
+func newGuard(t *testing.T, client redisguard.Client, opts *redisguard.GuardOptions) *redisguard.Guard {
+	t.Helper()
+	g, err := redisguard.NewGuard(client, opts)
+	require.NoError(t, err)
+	return g
+}
+
 // newLocker is redisguard.NewLocker for options that are valid.
 func newLocker(t *testing.T, client redisguard.Client, opts *redisguard.LockerOptions) *redisguard.Locker {
 	t.Helper()
@@ -83,7 +91,7 @@ func (l *errorLog) count(op string) int {
 // one first sighting per key.
 func checkFirstSightingOnce(t *testing.T, client redisguard.Client, prefix string, n int) {
 	t.Helper()
-	g := redisguard.NewGuard(client, &redisguard.GuardOptions{Prefix: prefix, Timeout: 5 * time.Second, InFlightTTL: time.Minute})
+	g := newGuard(t, client, &redisguard.GuardOptions{Prefix: prefix, Timeout: 5 * time.Second, InFlightTTL: time.Minute})
 	warm(n, func() { _, _ = g.Check(context.Background(), dedupe.Request{Scope: "warm-up", Key: "warm-up"}) })
 	for round := range 10 {
 		req := dedupe.Request{Scope: "orders.create", Key: fmt.Sprintf("same-key-%d", round)}

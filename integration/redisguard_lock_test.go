@@ -307,6 +307,10 @@ func TestLockInvalidArguments(t *testing.T) {
 	assert.ErrorIs(t, err, redisguard.ErrInvalid)
 	_, err = redisguard.NewQuorumLocker(nil, nil)
 	assert.ErrorIs(t, err, redisguard.ErrInvalid)
+	_, err = redisguard.NewGuard(nil, nil)
+	assert.ErrorIs(t, err, redisguard.ErrInvalid, "a nil client is refused by the constructor")
+	_, err = redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Policy: 7})
+	assert.ErrorIs(t, err, redisguard.ErrInvalid, "an unknown policy")
 }
 
 // Redis restarts without persistence and loses the fencing counter: tokens still rise,

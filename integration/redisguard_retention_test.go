@@ -72,7 +72,7 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 			db := harness.DB(t, nil)
 			createOrders(t, db.Pool)
 			prefix := harness.Prefix(t)
-			g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, Timeout: guardTimeout})
+			g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, Timeout: guardTimeout})
 			r := runner(g)
 			req := dedupe.Request{Scope: "cards", Key: "k", Fingerprint: []byte("fp")}
 
@@ -93,7 +93,7 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		prefix := harness.Prefix(t)
-		g := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, BodyCodec: codec, Timeout: guardTimeout})
+		g := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, BodyCodec: codec, Timeout: guardTimeout})
 		req := dedupe.Request{Scope: "cards", Key: "k", Fingerprint: []byte("fp")}
 		s, err := g.Check(ctx, req)
 		require.NoError(t, err)
@@ -111,7 +111,7 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 		// A guard with another secret cannot open it, and sends the request to PostgreSQL.
 		other, err := dedupe.NewAESGCM([]byte("fedcba9876543210fedcba9876543210"))
 		require.NoError(t, err)
-		g2 := redisguard.NewGuard(sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, BodyCodec: other, Timeout: guardTimeout})
+		g2 := newGuard(t, sharedRedis(t), &redisguard.GuardOptions{Prefix: prefix, BodyCodec: other, Timeout: guardTimeout})
 		s, err = g2.Check(ctx, req)
 		require.NoError(t, err)
 		assert.Equal(t, redisguard.StateCommitted, s.State)
@@ -128,7 +128,7 @@ func TestGuardCacheNeverOutlivesTheKeyRow(t *testing.T) {
 	createOrders(t, db.Pool)
 	prefix := harness.Prefix(t)
 	client := sharedRedis(t)
-	g := redisguard.NewGuard(client, &redisguard.GuardOptions{Prefix: prefix, Timeout: guardTimeout})
+	g := newGuard(t, client, &redisguard.GuardOptions{Prefix: prefix, Timeout: guardTimeout})
 	d := dedupe.New(nil)
 	req := dedupe.Request{Scope: "orders.create", Key: "k", Fingerprint: []byte("fp"), TTL: time.Hour}
 

@@ -13,7 +13,7 @@
 //		Addrs:                 []string{"127.0.0.1:6379"},
 //		ContextTimeoutEnabled: true, // lets the guard's Timeout cut a hung call short
 //	})
-//	guard := redisguard.NewGuard(rdb, nil)   // fail open by default
+//	guard, err := redisguard.NewGuard(rdb, nil) // fail open by default
 //	deduper := dedupe.New(nil)
 //
 //	res, err := guard.Do(ctx, deduper, pool, dedupe.Request{Scope: "orders.create", Key: key, Fingerprint: fp},

@@ -44,7 +44,10 @@ func ExampleGuard_Do() {
 	rdb := newRedis()
 	defer rdb.Close()
 
-	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	guard, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	if err != nil {
+		panic(err)
+	}
 	deduper := dedupe.New(nil)
 	key := rand.Text() // the client's Idempotency-Key
 	createOrder := func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
@@ -73,7 +76,10 @@ func ExampleGuard_Check() {
 	ctx := context.Background()
 	rdb := newRedis()
 	defer rdb.Close()
-	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	guard, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	if err != nil {
+		panic(err)
+	}
 	req := dedupe.Request{Scope: "mail.send", Key: rand.Text()}
 
 	first, err := guard.Check(ctx, req)
@@ -105,7 +111,10 @@ func ExampleGuard_Wrap() {
 	rdb := newRedis()
 	defer rdb.Close()
 
-	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	guard, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second})
+	if err != nil {
+		panic(err)
+	}
 	mw, err := dedupehttp.New(dedupehttp.Config{DB: pool, Runner: guard.Wrap(dedupe.New(nil))})
 	if err != nil {
 		panic(err)

@@ -105,11 +105,13 @@ type Guard struct {
 	opts   GuardOptions
 }
 
-// NewGuard returns a Guard using client (nil opts means defaults). It makes no round trip. It
-// returns no error because no GuardOptions value is invalid (a non-positive number means its
-// default); a nil client fails each call, which FailOpen turns into requests served by
-// PostgreSQL alone.
-func NewGuard(client Client, opts *GuardOptions) *Guard {
+// NewGuard returns a Guard using client (nil opts means defaults), or an error wrapping
+// ErrInvalid for a nil client or a Policy it does not know. A non-positive number in opts
+// means its default. It makes no round trip.
+func NewGuard(client Client, opts *GuardOptions) (*Guard, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrInvalid)
+	}
 	var o GuardOptions
 	if opts != nil {
 		o = *opts
@@ -135,7 +137,10 @@ func NewGuard(client Client, opts *GuardOptions) *Guard {
 				slog.String("op", op), slog.String("error", err.Error()))
 		}
 	}
-	return &Guard{client: client, opts: o}
+	if o.Policy != FailOpen && o.Policy != FailClosed {
+		return nil, fmt.Errorf("%w: unknown failure policy %d", ErrInvalid, o.Policy)
+	}
+	return &Guard{client: client, opts: o}, nil
 }
 
 // State is what the guard knows about a key.

@@ -51,7 +51,8 @@ func TestGuardTracer(t *testing.T) {
 	rdb := newRedis()
 	t.Cleanup(func() { _ = rdb.Close() })
 	tr := &recTracer{}
-	guard := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second, Tracer: tr, TraceKeys: true})
+	guard, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Timeout: time.Second, Tracer: tr, TraceKeys: true})
+	require.NoError(t, err)
 	deduper := dedupe.New(&dedupe.Options{Tracer: tr})
 	key := rand.Text()
 	req := dedupe.Request{Scope: "trace", Key: key, Fingerprint: []byte("a")}
@@ -60,7 +61,7 @@ func TestGuardTracer(t *testing.T) {
 	}
 
 	// First sighting: the guard's span encloses the deduper's; both see the claim's wait.
-	_, err := guard.Do(ctx, deduper, db.Pool, req, fn)
+	_, err = guard.Do(ctx, deduper, db.Pool, req, fn)
 	require.NoError(t, err)
 	starts, ends := tr.take(t)
 	require.Len(t, starts, 2)

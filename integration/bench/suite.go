@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -51,7 +52,8 @@ func Open(ctx context.Context, baseURL, redisURL string) (*Env, func(), error) {
 	ropts.DB, ropts.PoolSize, ropts.ContextTimeoutEnabled = RedisDB, 40, true
 	rdb := redis.NewClient(ropts)
 	locker, err := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Prefix: "bench:ours:"})
-	if err != nil {
+	guard, gerr := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "bench:"})
+	if err = errors.Join(err, gerr); err != nil {
 		_ = rdb.Close()
 		drop()
 		return nil, nil, err
@@ -60,7 +62,7 @@ func Open(ctx context.Context, baseURL, redisURL string) (*Env, func(), error) {
 		Pool:    db.Pool,
 		Deduper: dedupe.New(nil),
 		Redis:   rdb,
-		Guard:   redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "bench:"}),
+		Guard:   guard,
 		Locker:  locker,
 		BSM:     redislock.New(rdb),
 		Redsync: newRedsync(rdb),

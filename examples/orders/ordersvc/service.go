@@ -104,13 +104,17 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		// Redis in front: duplicates of a request in flight get 409 at once, committed
 		// responses replay from Redis without touching PostgreSQL, and when Redis is slow
 		// or down requests go straight to PostgreSQL, whose unique index stays the authority.
-		guard := redisguard.NewGuard(s.redis, &redisguard.GuardOptions{
+		guard, err := redisguard.NewGuard(s.redis, &redisguard.GuardOptions{
 			Prefix:  cmp.Or(cfg.RedisPrefix, "orders:"),
 			Timeout: cfg.RedisTimeout,
 			OnError: func(ctx context.Context, op string, err error) {
 				s.log.WarnContext(ctx, "redis unavailable, serving through PostgreSQL", "op", op, "error", err)
 			},
 		})
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		runner = guard.Wrap(s.dedupe)
 	}
 	s.mw, err = dedupehttp.New(dedupehttp.Config{
