@@ -173,9 +173,9 @@ func TestPessimisticAdvisoryKeyMatchesSQL(t *testing.T) {
 		var sqlKey int64
 		require.NoError(t, db.Pool.QueryRow(context.Background(),
 			`SELECT ('x' || left(encode(sha256(convert_to($1, 'UTF8')), 'hex'), 16))::bit(64)::bigint`, name).Scan(&sqlKey))
-		assert.Equal(t, sqlKey, pessimistic.Key(name), "%q", name)
+		assert.Equal(t, sqlKey, pessimistic.AdvisoryKey(name), "%q", name)
 	}
-	assert.Equal(t, pessimistic.Key("run-once:daily-report\x1f2026-11-22"), pessimistic.RunOnceKey("daily-report", "2026-11-22"))
+	assert.Equal(t, pessimistic.AdvisoryKey("run-once:daily-report\x1f2026-11-22"), pessimistic.RunOnceKey("daily-report", "2026-11-22"))
 }
 
 // Transaction-scoped try-locks from two connections: exactly one wins, until its
@@ -184,7 +184,7 @@ func TestPessimisticAdvisoryTryLock(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	ctx := context.Background()
-	key := pessimistic.Key("nightly")
+	key := pessimistic.AdvisoryKey("nightly")
 	tx1, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	tx2, err := db.Pool.Begin(ctx)
@@ -218,7 +218,7 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	ctx := context.Background()
-	key := pessimistic.Key("session")
+	key := pessimistic.AdvisoryKey("session")
 	// Checks come from a separate session: advisory locks are re-entrant within the session
 	// holding them, so a check on a pooled connection could be fooled by the holder itself.
 	other, err := pgx.Connect(ctx, db.URL)
@@ -655,7 +655,7 @@ func TestPessimisticAdvisoryTryLockRace(t *testing.T) {
 	db := harness.DB(t, &pgtest.Options{MaxConns: 8})
 	ctx := context.Background()
 	pgtest.Warm(t, db.Pool, 8)
-	key := pessimistic.Key("race")
+	key := pessimistic.AdvisoryKey("race")
 	start, tried := make(chan struct{}), make(chan struct{})
 	var triedWG, wg sync.WaitGroup
 	var winners atomic.Int64
@@ -735,7 +735,7 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, &pgtest.Options{MaxConns: 4})
 	ctx := context.Background()
-	key := pessimistic.Key("session-cleanup")
+	key := pessimistic.AdvisoryKey("session-cleanup")
 	other, err := pgx.Connect(ctx, db.URL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = other.Close(ctx) })
@@ -784,7 +784,7 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 
 	// fn takes more session locks on its connection, one of them twice.
 	var used []int32 // the backends that held the lock
-	extra := pessimistic.Key("session-cleanup-extra")
+	extra := pessimistic.AdvisoryKey("session-cleanup-extra")
 	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
 		used = append(used, int32(conn.PgConn().PID()))
 		_, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_lock($1), pg_advisory_lock($2)`, key, extra)

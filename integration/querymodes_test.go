@@ -206,10 +206,10 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 				return err
 			}
 		}
-		if err := pessimistic.XactLock(ctx, tx, pessimistic.Key("modes")); err != nil {
+		if err := pessimistic.XactLock(ctx, tx, pessimistic.AdvisoryKey("modes")); err != nil {
 			return err
 		}
-		if ok, err := pessimistic.TryXactLock(ctx, tx, pessimistic.Key("modes-try")); err != nil || !ok {
+		if ok, err := pessimistic.TryXactLock(ctx, tx, pessimistic.AdvisoryKey("modes-try")); err != nil || !ok {
 			return assert.AnError
 		}
 		if err := pessimistic.XactLock2(ctx, tx, 1, 2); err != nil {
@@ -236,7 +236,7 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 	assert.Equal(t, pessimistic.RunAlreadyRan, outcome)
 
 	if db.session {
-		err := pessimistic.WithSessionLock(ctx, db.pool, pessimistic.Key("modes-session"), func(ctx context.Context, conn *pgx.Conn) error {
+		err := pessimistic.WithSessionLock(ctx, db.pool, pessimistic.AdvisoryKey("modes-session"), func(ctx context.Context, conn *pgx.Conn) error {
 			_, err := conn.Exec(ctx, `UPDATE products SET stock = stock - 1 WHERE sku = $1`, "a")
 			return err
 		})

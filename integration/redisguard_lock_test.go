@@ -63,7 +63,7 @@ func TestLockExpiredHolderIsFenced(t *testing.T) {
 	require.ErrorIs(t, err, redisguard.ErrNotHeld)
 	var lerr *redisguard.LockError
 	require.ErrorAs(t, err, &lerr)
-	assert.Equal(t, "report:day-1", lerr.Key)
+	assert.Equal(t, "report:day-1", lerr.Name)
 	left, err := paused.TTL(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, left)

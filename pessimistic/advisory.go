@@ -14,7 +14,7 @@ const (
 	sqlTryXactLock2 = `/* pgonce:try_advisory_xact_lock */ SELECT pg_try_advisory_xact_lock($1, $2)`
 )
 
-// XactLock takes the transaction-scoped advisory lock key (see Key) in tx with
+// XactLock takes the transaction-scoped advisory lock key (see AdvisoryKey) in tx with
 // pg_advisory_xact_lock, waiting for it as long as ctx allows (and the session's
 // lock_timeout: then ErrLockNotAvailable). PostgreSQL releases it when tx commits or rolls
 // back; there is no unlock, so it cannot be leaked. If waiting creates a cycle with other

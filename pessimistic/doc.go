@@ -21,7 +21,7 @@
 //     Timeout the caller's transaction stays usable.
 //
 //   - XactLock, TryXactLock (and the two-int XactLock2, TryXactLock2): transaction-scoped
-//     advisory locks, keyed by Key, a documented stable hash of a name that other languages
+//     advisory locks, keyed by AdvisoryKey, a documented stable hash of a name that other languages
 //     can compute. WithSessionLock and TryWithSessionLock: a session-scoped advisory lock,
 //     bound to one pooled connection while a function runs and always released on it; they
 //     need a direct connection, not one through PgBouncer in transaction pooling (everything

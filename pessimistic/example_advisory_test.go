@@ -9,9 +9,9 @@ import (
 	"github.com/pgonce/pgonce/pessimistic"
 )
 
-// Key names advisory locks; any language can compute the same key (see Key's documentation).
-func ExampleKey() {
-	fmt.Println(pessimistic.Key("nightly-report"))
+// AdvisoryKey names advisory locks; any language can compute the same key (see AdvisoryKey's documentation).
+func ExampleAdvisoryKey() {
+	fmt.Println(pessimistic.AdvisoryKey("nightly-report"))
 	// Output: 7440995589958059143
 }
 
@@ -21,7 +21,7 @@ func ExampleTryXactLock() {
 	ctx := context.Background()
 	pool := openPool(ctx, "")
 	defer pool.Close()
-	key := pessimistic.Key("rebuild-search-index")
+	key := pessimistic.AdvisoryKey("rebuild-search-index")
 
 	first, _ := pool.Begin(ctx)
 	second, _ := pool.Begin(ctx)

@@ -17,7 +17,7 @@ func ExampleWithSessionLock() {
 	ctx := context.Background()
 	pool := openPool(ctx, "")
 	defer pool.Close()
-	key := pessimistic.Key("backfill-prices")
+	key := pessimistic.AdvisoryKey("backfill-prices")
 
 	err := pessimistic.WithSessionLock(ctx, pool, key, func(ctx context.Context, conn *pgx.Conn) error {
 		for batch := 1; batch <= 2; batch++ {

@@ -16,8 +16,8 @@ func TestKeyVectors(t *testing.T) {
 		"nightly-report": 7440995589958059143,
 		"é":              5375421630974772051,
 	} {
-		assert.Equal(t, want, pessimistic.Key(name), "%q", name)
+		assert.Equal(t, want, pessimistic.AdvisoryKey(name), "%q", name)
 	}
-	assert.Equal(t, pessimistic.Key("run-once:daily-report\x1f2026-11-22"), pessimistic.RunOnceKey("daily-report", "2026-11-22"))
+	assert.Equal(t, pessimistic.AdvisoryKey("run-once:daily-report\x1f2026-11-22"), pessimistic.RunOnceKey("daily-report", "2026-11-22"))
 	assert.NotEqual(t, pessimistic.RunOnceKey("a", "b:c"), pessimistic.RunOnceKey("a:b", "c"))
 }

@@ -123,8 +123,8 @@ func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnce
 }
 
 // RunOnceKey is the advisory lock key RunOnce holds while running (job, period):
-// Key("run-once:" + job + "\x1f" + period), the unit separator keeping ("a", "b:c") and
-// ("a:b", "c") apart. Other tools can take the same lock with the SQL in Key's documentation.
+// AdvisoryKey("run-once:" + job + "\x1f" + period), the unit separator keeping ("a", "b:c") and
+// ("a:b", "c") apart. Other tools can take the same lock with the SQL in AdvisoryKey's documentation.
 func RunOnceKey(job, period string) int64 {
-	return Key("run-once:" + job + "\x1f" + period)
+	return AdvisoryKey("run-once:" + job + "\x1f" + period)
 }

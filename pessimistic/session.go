@@ -17,7 +17,7 @@ const (
 	sqlRollback  = `/* pgonce:rollback */ ROLLBACK`
 )
 
-// WithSessionLock holds the session-scoped advisory lock key (see Key) while fn runs: it
+// WithSessionLock holds the session-scoped advisory lock key (see AdvisoryKey) while fn runs: it
 // acquires one connection from pool, takes the lock on it with pg_advisory_lock (waiting as
 // long as ctx allows), runs fn, then releases every session advisory lock of that connection
 // and hands it back to the pool. The lock outlives transactions, so fn may commit several.

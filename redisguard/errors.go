@@ -58,12 +58,12 @@ func (e *TokenError) Unwrap() error { return e.Err }
 // LockError says which lock an error belongs to. It unwraps to ErrNotObtained, ErrNotHeld,
 // ErrInvalid, a context error or Redis errors.
 type LockError struct {
-	Key string
-	Err error
+	Name string // the lock's name, as given to Obtain
+	Err  error
 }
 
 // Error says what went wrong and for which lock.
-func (e *LockError) Error() string { return fmt.Sprintf("%v (lock %q)", e.Err, e.Key) }
+func (e *LockError) Error() string { return fmt.Sprintf("%v (lock %q)", e.Err, e.Name) }
 
 // Unwrap returns the cause, for errors.Is and errors.As.
 func (e *LockError) Unwrap() error { return e.Err }

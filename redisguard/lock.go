@@ -103,7 +103,7 @@ type LockOptions struct {
 	Owner string
 }
 
-// Obtain takes the lease lock named key for ttl (millisecond resolution), or returns a
+// Obtain takes the lease lock named name for ttl (millisecond resolution), or returns a
 // *LockError wrapping ErrNotObtained when it is held by another owner and the retry strategy
 // (default: none) or ctx gives up; the error also wraps ctx's error or the nodes' errors when
 // those ended the attempts.
@@ -125,21 +125,21 @@ type LockOptions struct {
 // Cost per attempt: one round trip per node (the nodes are asked in parallel), bounded by
 // LockerOptions.Timeout; in quorum mode, one more parallel round trip when the nodes returned
 // different tokens, and a release round when no majority was reached.
-func (l *Locker) Obtain(ctx context.Context, key string, ttl time.Duration, opts *LockOptions) (lock *Lock, err error) {
+func (l *Locker) Obtain(ctx context.Context, name string, ttl time.Duration, opts *LockOptions) (lock *Lock, err error) {
 	if l.opts.Tracer != nil {
 		var t *obtainTrace
-		ctx, t = l.traceStart(ctx, key)
+		ctx, t = l.traceStart(ctx, name)
 		defer t.end(ctx, &lock, &err)
 	}
 	var o LockOptions
 	if opts != nil {
 		o = *opts
 	}
-	if err := l.checkObtain(key, ttl, o.Owner); err != nil {
-		return nil, &LockError{Key: key, Err: err}
+	if err := l.checkObtain(name, ttl, o.Owner); err != nil {
+		return nil, &LockError{Name: name, Err: err}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, &LockError{Key: key, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
+		return nil, &LockError{Name: name, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
 	}
 	retry := o.Retry
 	if retry == nil {
@@ -150,22 +150,22 @@ func (l *Locker) Obtain(ctx context.Context, key string, ttl time.Duration, opts
 		owner = newOwner()
 	}
 	for attempt := 1; ; attempt++ {
-		lock, nodeErr := l.try(ctx, key, owner, ttl, o.Owner != "")
+		lock, nodeErr := l.try(ctx, name, owner, ttl, o.Owner != "")
 		if lock != nil {
 			return lock, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, &LockError{Key: key, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
+			return nil, &LockError{Name: name, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
 		}
 		wait := retry(attempt)
 		if wait <= 0 {
 			if nodeErr != nil {
-				return nil, &LockError{Key: key, Err: fmt.Errorf("%w: %w", ErrNotObtained, nodeErr)}
+				return nil, &LockError{Name: name, Err: fmt.Errorf("%w: %w", ErrNotObtained, nodeErr)}
 			}
-			return nil, &LockError{Key: key, Err: ErrNotObtained}
+			return nil, &LockError{Name: name, Err: ErrNotObtained}
 		}
 		if err := backoff.Sleep(ctx, wait); err != nil {
-			return nil, &LockError{Key: key, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
+			return nil, &LockError{Name: name, Err: fmt.Errorf("%w: %w", ErrNotObtained, err)}
 		}
 	}
 }
@@ -299,8 +299,8 @@ type Lock struct {
 	released bool
 }
 
-// Key returns the lock's name as given to Obtain.
-func (k *Lock) Key() string { return k.key }
+// Name returns the lock's name as given to Obtain.
+func (k *Lock) Name() string { return k.key }
 
 // Owner returns the owner token: the secret that Refresh and Release present, and that
 // LockOptions.Owner takes to re-enter the hold.
@@ -356,7 +356,7 @@ func (k *Lock) TTL(ctx context.Context) (time.Duration, error) {
 		return held[k.l.quorum-1], nil
 	}
 	if len(errs) > 0 {
-		return 0, &LockError{Key: k.key, Err: errors.Join(errs...)}
+		return 0, &LockError{Name: k.key, Err: errors.Join(errs...)}
 	}
 	return 0, nil
 }
@@ -368,13 +368,13 @@ func (k *Lock) TTL(ctx context.Context) (time.Duration, error) {
 // nothing that belongs to another owner. Cost: one round trip per node, in parallel.
 func (k *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl < time.Millisecond {
-		return &LockError{Key: k.key, Err: fmt.Errorf("%w: lock TTL %v is below 1ms", ErrInvalid, ttl)}
+		return &LockError{Name: k.key, Err: fmt.Errorf("%w: lock TTL %v is below 1ms", ErrInvalid, ttl)}
 	}
 	k.mu.Lock()
 	released := k.released
 	k.mu.Unlock()
 	if released {
-		return &LockError{Key: k.key, Err: ErrNotHeld}
+		return &LockError{Name: k.key, Err: ErrNotHeld}
 	}
 	keys := k.l.keys(k.key)
 	start := time.Now()
@@ -384,9 +384,9 @@ func (k *Lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	until := k.l.validUntil(start, ttl)
 	if ok < k.l.quorum || !until.After(time.Now()) {
 		if err != nil {
-			return &LockError{Key: k.key, Err: fmt.Errorf("%w: confirmed on %d of %d nodes: %w", ErrNotHeld, ok, len(k.l.nodes), err)}
+			return &LockError{Name: k.key, Err: fmt.Errorf("%w: confirmed on %d of %d nodes: %w", ErrNotHeld, ok, len(k.l.nodes), err)}
 		}
-		return &LockError{Key: k.key, Err: ErrNotHeld}
+		return &LockError{Name: k.key, Err: ErrNotHeld}
 	}
 	k.mu.Lock()
 	k.expiry = until
@@ -407,7 +407,7 @@ func (k *Lock) Release(ctx context.Context) error {
 	k.released = true
 	k.mu.Unlock()
 	if released {
-		return &LockError{Key: k.key, Err: ErrNotHeld}
+		return &LockError{Name: k.key, Err: ErrNotHeld}
 	}
 	keys := k.l.keys(k.key)
 	ok, err := k.l.count(k.l.round(ctx, k.ttl, func(ctx context.Context, c Client) (any, error) {
@@ -417,9 +417,9 @@ func (k *Lock) Release(ctx context.Context) error {
 	case ok >= k.l.quorum:
 		return nil
 	case err != nil:
-		return &LockError{Key: k.key, Err: err}
+		return &LockError{Name: k.key, Err: err}
 	}
-	return &LockError{Key: k.key, Err: ErrNotHeld}
+	return &LockError{Name: k.key, Err: ErrNotHeld}
 }
 
 // count returns how many nodes answered 1, and the errors of those that failed.
