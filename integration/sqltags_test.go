@@ -62,14 +62,9 @@ func (l *sqlLog) tags() map[string]bool {
 // and pgx tracers tell them apart, and the comment works in every query exec mode.
 func TestSQLTags(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []pgx.QueryExecMode{
-		pgx.QueryExecModeCacheStatement,
-		pgx.QueryExecModeCacheDescribe,
-		pgx.QueryExecModeDescribeExec,
-		pgx.QueryExecModeExec,
-		pgx.QueryExecModeSimpleProtocol,
-	} {
-		t.Run(mode.String(), func(t *testing.T) {
+	for _, m := range queryModes {
+		mode := m.mode
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			db := harness.DB(t, nil)
