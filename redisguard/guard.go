@@ -345,13 +345,7 @@ func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedup
 	if err := ctx.Err(); err != nil {
 		return dedupe.Result{}, err
 	}
-	codec := g.opts.BodyCodec
-	if codec == nil {
-		if c, ok := r.(interface{ BodyCodec() dedupe.BodyCodec }); ok {
-			codec = c.BodyCodec()
-		}
-	}
-	s, err := g.check(ctx, req, codec)
+	s, err := g.check(ctx, req, g.codecFor(r))
 	switch {
 	case err == nil:
 	case !errors.Is(err, ErrUnavailable):
@@ -422,11 +416,15 @@ func (w guarded) Do(ctx context.Context, db dedupe.DB, req dedupe.Request, fn de
 
 // BodyCodec reports the body codec the guard seals cached bodies with, or the inner
 // runner's, so a guard stacked on this one seals with it too.
-func (w guarded) BodyCodec() dedupe.BodyCodec {
-	if w.g.opts.BodyCodec != nil {
-		return w.g.opts.BodyCodec
+func (w guarded) BodyCodec() dedupe.BodyCodec { return w.g.codecFor(w.r) }
+
+// codecFor is the codec that seals what g caches in front of r: GuardOptions.BodyCodec, else
+// r's own when r reports one (*dedupe.Deduper and Wrap's runner do), else none.
+func (g *Guard) codecFor(r dedupe.Runner) dedupe.BodyCodec {
+	if g.opts.BodyCodec != nil {
+		return g.opts.BodyCodec
 	}
-	if c, ok := w.r.(interface{ BodyCodec() dedupe.BodyCodec }); ok {
+	if c, ok := r.(interface{ BodyCodec() dedupe.BodyCodec }); ok {
 		return c.BodyCodec()
 	}
 	return nil

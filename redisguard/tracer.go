@@ -23,7 +23,7 @@ func (g *Guard) traceStart(ctx context.Context, req dedupe.Request) (context.Con
 	return ctx, t
 }
 
-// end reports the result; a replay with no transaction (Attempts 0) came from Redis.
+// end reports the result (Result.Source says who answered).
 func (t *guardTrace) end(ctx context.Context, res *dedupe.Result, err *error) {
 	t.tracer.TraceDoEnd(ctx, dedupe.EndData(*res, *err, t.wait.Wait(), time.Since(t.start)))
 }
