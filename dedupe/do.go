@@ -144,8 +144,8 @@ func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
 // fn's response in that row before committing, so the key and the effect commit together or
 // not at all. Outcomes:
 //
-//   - new key: fn runs; its response is committed with the key (Result.Replayed false);
-//   - committed key, same fingerprint: the stored response (Result.Replayed true), fn not run;
+//   - new key: fn runs; its response is committed with the key (Result.Replayed() false);
+//   - committed key, same fingerprint: the stored response (Result.Replayed() true), fn not run;
 //   - committed key, other fingerprint: ErrFingerprintMismatch, fn not run;
 //   - key held by a transaction still running: Do waits on the unique index until that
 //     transaction ends, then replays its response, or claims the key if it rolled back. With
@@ -315,7 +315,7 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 		return Result{}, err
 	}
 	if stored != nil {
-		return Result{Response: *stored, Replayed: true, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
+		return Result{Response: *stored, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {
@@ -370,7 +370,7 @@ func (d *Deduper) joined(ctx context.Context, tx pgx.Tx, req Request, ttlMicros 
 		if _, err := tx.Exec(ctx, sqlUndoSavepoint); err != nil {
 			return Result{}, err
 		}
-		return Result{Response: *stored, Replayed: true, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
+		return Result{Response: *stored, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
 	}
 	resp, err := fn(ctx, tx)
 	if err != nil {

@@ -21,7 +21,7 @@
 //	case errors.Is(err, dedupe.ErrFingerprintMismatch): // 422: key reused for another request
 //	case errors.Is(err, dedupe.ErrInProgress):          // 409: first request still running
 //	case err != nil:                                    // the function's error, or the database's
-//	case res.Replayed:                                  // the stored response of the first request
+//	case res.Replayed():                                // the stored response of the first request
 //	}
 //
 // The unique index is the authority: the key and the effect commit together or not at all; a

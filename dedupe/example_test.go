@@ -46,7 +46,7 @@ func Example() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("replayed=%v status=%d body=%s\n", res.Replayed, res.Response.Status, res.Response.Body)
+		fmt.Printf("replayed=%v status=%d body=%s\n", res.Replayed(), res.Response.Status, res.Response.Body)
 	}
 
 	var orders int

@@ -37,10 +37,6 @@ func (s Source) String() string {
 type Result struct {
 	// Response is the function's response (first execution) or the stored one (replay).
 	Response Response
-	// Replayed is true when the key was already committed: Response is the stored response
-	// and the function did not run. It is Source != SourceExecuted, kept as a field for the
-	// common test.
-	Replayed bool
 	// Source says who answered: the function, a replay from PostgreSQL, or one from Redis.
 	Source Source
 	// Attempts counts the transactions Do ran: 1, plus one per serialization or deadlock
@@ -53,6 +49,11 @@ type Result struct {
 	// caller's transaction commits.
 	ExpiresAt time.Time
 }
+
+// Replayed reports whether the key was already committed: Response is the stored response
+// (from PostgreSQL or the Redis guard) and the function did not run. It is derived from
+// Source, so the two never disagree.
+func (r Result) Replayed() bool { return r.Source != SourceExecuted }
 
 // Runner runs one deduplicated request. *Deduper satisfies it, and so does a runner that puts
 // the Redis guard in front of one (redisguard.Guard.Wrap); the HTTP middleware (dedupehttp)

@@ -98,7 +98,7 @@ const (
 // OutcomeOf classifies what Do (or a Runner wrapping it) returned.
 func OutcomeOf(res Result, err error) Outcome {
 	switch {
-	case err == nil && res.Replayed:
+	case err == nil && res.Replayed():
 		return OutcomeReplayed
 	case err == nil:
 		return OutcomeExecuted

@@ -38,7 +38,7 @@ func TestBodyCodecEncryptsAtRest(t *testing.T) {
 
 	res, err := d.Do(ctx, db.Pool, dedupe.Request{Scope: "pii", Key: "a"}, respond)
 	require.NoError(t, err)
-	assert.True(t, res.Replayed)
+	assert.True(t, res.Replayed())
 	assert.Equal(t, secret, res.Response.Body, "replayed decrypted")
 
 	_, err = dedupe.New(nil).Do(ctx, db.Pool, dedupe.Request{Scope: "pii", Key: "a"}, respond)

@@ -32,7 +32,7 @@ func TestJoinOuterTransaction(t *testing.T) {
 		require.NoError(t, err)
 		res, err := d.Do(ctx, tx, req, insertOrder(&calls, req.Key))
 		require.NoError(t, err)
-		assert.False(t, res.Replayed)
+		assert.False(t, res.Replayed())
 		require.NoError(t, tx.Rollback(ctx))
 		assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys`))
 		assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM orders`))
@@ -67,7 +67,7 @@ func TestJoinOuterTransaction(t *testing.T) {
 		require.NoError(t, err)
 		err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 			res, err := d.Do(ctx, tx, req, insertOrder(&calls, req.Key))
-			assert.True(t, res.Replayed)
+			assert.True(t, res.Replayed())
 			return err
 		})
 		require.NoError(t, err)
@@ -136,7 +136,7 @@ func TestHandles(t *testing.T) {
 			for i := range 2 {
 				res, err := d.Do(ctx, h, req, insertOrder(nil, name))
 				require.NoError(t, err)
-				assert.Equal(t, i == 1, res.Replayed)
+				assert.Equal(t, i == 1, res.Replayed())
 			}
 			assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders WHERE request_key = $1`, name))
 		})
@@ -229,7 +229,7 @@ func TestResponseLimitsAndShape(t *testing.T) {
 			return dedupe.Response{}, errors.New("must not run")
 		})
 		require.NoError(t, err)
-		assert.True(t, again.Replayed)
+		assert.True(t, again.Replayed())
 		assert.Equal(t, resp.Status, again.Response.Status)
 		assert.Equal(t, resp.Header, again.Response.Header)
 		assert.Equal(t, string(resp.Body), string(again.Response.Body))

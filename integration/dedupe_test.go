@@ -40,7 +40,7 @@ func TestSameKeyConcurrently(t *testing.T) {
 	first := 0
 	for i := range n {
 		require.NoError(t, errs[i], "caller %d", i)
-		if !results[i].Replayed {
+		if !results[i].Replayed() {
 			first++
 		}
 	}
@@ -91,7 +91,7 @@ func TestManyKeysRandomOrder(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				if !res.Replayed {
+				if !res.Replayed() {
 					if _, dup := firstResp[k]; dup {
 						mu.Unlock()
 						errc <- fmt.Errorf("key %s executed twice", key)
@@ -148,7 +148,7 @@ func TestFunctionErrorFreesKey(t *testing.T) {
 
 	res, err := d.Do(context.Background(), db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.False(t, res.Replayed)
+	assert.False(t, res.Replayed())
 	assert.Equal(t, int64(2), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }
@@ -168,7 +168,7 @@ func TestFailureStatusIsReplayed(t *testing.T) {
 	require.NoError(t, err)
 	again, err := d.Do(context.Background(), db.Pool, req, refuse)
 	require.NoError(t, err)
-	assert.True(t, again.Replayed)
+	assert.True(t, again.Replayed())
 	assert.Equal(t, first.Response, again.Response)
 	assert.Equal(t, int64(1), calls.Load())
 }
@@ -198,7 +198,7 @@ func TestBoundedWaitInProgress(t *testing.T) {
 	require.NoError(t, <-h.done)
 	res, err := bounded.Do(context.Background(), db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, res.Replayed)
+	assert.True(t, res.Replayed())
 	assert.Equal(t, "held", string(res.Response.Body))
 	assert.Zero(t, calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
@@ -236,7 +236,7 @@ func TestWaitingDuplicateAfterCommitAndRollback(t *testing.T) {
 			}
 			res := <-got
 			require.NoError(t, <-gotErr)
-			assert.Equal(t, commit, res.Replayed)
+			assert.Equal(t, commit, res.Replayed())
 			if commit {
 				assert.Equal(t, "held", string(res.Response.Body))
 				assert.Zero(t, calls.Load())
@@ -285,7 +285,7 @@ func TestFingerprintMismatch(t *testing.T) {
 	same.Fingerprint = dedupe.Fingerprint("POST", "/orders", []byte(`{ "qty" : 1 }`))
 	res, err := d.Do(context.Background(), db.Pool, same, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, res.Replayed)
+	assert.True(t, res.Replayed())
 
 	other := req
 	other.Fingerprint = dedupe.Fingerprint("POST", "/orders", []byte(`{"qty":2}`))
@@ -332,7 +332,7 @@ func TestExpiryReclaim(t *testing.T) {
 			<-start
 			res, err := d.Do(ctx, db.Pool, req, insertOrder(&calls, req.Key))
 			assert.NoError(t, err)
-			replayed[i] = res.Replayed
+			replayed[i] = res.Replayed()
 		})
 	}
 	close(start)
@@ -453,7 +453,7 @@ func TestRepeatableReadWaitingDuplicate(t *testing.T) {
 	h.release <- nil
 	require.NoError(t, <-h.done)
 	res := <-done
-	assert.True(t, res.Replayed)
+	assert.True(t, res.Replayed())
 	assert.Equal(t, 2, res.Attempts, "the first attempt hit 40001 and was rerun")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }

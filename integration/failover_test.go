@@ -143,7 +143,7 @@ func runFailover(t *testing.T, pair *harness.PGPair, beforeKill func(context.Con
 		if err := json.Unmarshal(res.Response.Body, &body); err != nil {
 			return 0, false, err
 		}
-		return body.ID, res.Replayed, nil
+		return body.ID, res.Replayed(), nil
 	}
 	var wg sync.WaitGroup
 	for c := range 8 {

@@ -57,7 +57,7 @@ func TestFaultBackendKilledMidTransaction(t *testing.T) {
 
 	res, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err, "the pool replaces the dead connection")
-	assert.False(t, res.Replayed)
+	assert.False(t, res.Replayed())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }
 
@@ -109,7 +109,7 @@ func TestFaultConnectionCutAroundCommit(t *testing.T) {
 			}
 			res, err := d.Do(ctx, pool, req, insertOrder(nil, req.Key))
 			require.NoError(t, err)
-			assert.Equal(t, tc.committed, res.Replayed)
+			assert.Equal(t, tc.committed, res.Replayed())
 			assert.Equal(t, 1, count(t, db.Pool, orders, req.Key), "exactly one effect")
 		})
 	}

@@ -118,7 +118,7 @@ func modeDedupe(t *testing.T, db modeDB, _ string) {
 	require.NoError(t, err, "first execution stores status, headers and body")
 	again, err := d.Do(ctx, db.pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
-	assert.True(t, again.Replayed)
+	assert.True(t, again.Replayed())
 	assert.Equal(t, first.Response, again.Response, "headers and body replay as stored")
 
 	_, err = d.Do(ctx, db.pool, dedupe.Request{Scope: "modes", Key: "k1", Fingerprint: []byte{9}}, insertOrder(nil, req.Key))
@@ -136,7 +136,7 @@ func modeDedupe(t *testing.T, db modeDB, _ string) {
 	require.NoError(t, err)
 	re, err := d.Do(ctx, db.pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
-	assert.False(t, re.Replayed, "expired key runs again")
+	assert.False(t, re.Replayed(), "expired key runs again")
 	_, err = db.check.Exec(ctx, `UPDATE dedupe_keys SET created_at = now() - interval '2 seconds', expires_at = now() - interval '1 second'`)
 	require.NoError(t, err)
 	n, err := d.Purge(ctx, db.pool, 1)

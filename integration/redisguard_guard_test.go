@@ -60,7 +60,7 @@ func TestGuardDoConcurrentSameKey(t *testing.T) {
 			inProgress++
 		case errs[i] != nil:
 			t.Fatalf("caller %d: %v", i, errs[i])
-		case !results[i].Replayed:
+		case !results[i].Replayed():
 			require.Nil(t, first, "a second first execution")
 			first = &results[i].Response
 		case results[i].Source == dedupe.SourceRedis:
@@ -103,13 +103,13 @@ func TestGuardReplayFromRedis(t *testing.T) {
 
 	first, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.False(t, first.Replayed)
+	assert.False(t, first.Replayed())
 	assert.NotEqual(t, dedupe.SourceRedis, first.Source)
 	assert.Equal(t, int64(1), counted.begins.Load())
 
 	again, err := g.Do(context.Background(), d, counted, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, again.Replayed)
+	assert.True(t, again.Replayed())
 	assert.Equal(t, dedupe.SourceRedis, again.Source)
 	assert.Zero(t, again.Attempts)
 	assert.Equal(t, first.Response, again.Response)
@@ -213,7 +213,7 @@ func TestGuardReleasesAfterFailure(t *testing.T) {
 	var calls atomic.Int64
 	res, err := g.Do(context.Background(), d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.False(t, res.Replayed)
+	assert.False(t, res.Replayed())
 	assert.Equal(t, int64(1), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))
 }
@@ -282,7 +282,7 @@ func TestGuardLargeResponseFallsThrough(t *testing.T) {
 
 	res, err := g.Do(context.Background(), d, counted, req, fn)
 	require.NoError(t, err)
-	assert.True(t, res.Replayed)
+	assert.True(t, res.Replayed())
 	assert.NotEqual(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, body, res.Response.Body)
 	assert.Equal(t, int64(2), counted.begins.Load())
@@ -471,7 +471,7 @@ func TestRedisSlowGuardTimesOut(t *testing.T) {
 	res, err := open.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	took := time.Since(began)
 	require.NoError(t, err)
-	assert.False(t, res.Replayed)
+	assert.False(t, res.Replayed())
 	assert.Less(t, took, pause/4, "bounded by the timeouts, not by the pause")
 	assert.Equal(t, 1, errs.count("check"))
 	assert.ErrorIs(t, errs.errs["check"][0], redisguard.ErrUnavailable)
@@ -505,7 +505,7 @@ func TestRedisLostKeyReplayedByPostgres(t *testing.T) {
 
 	again, err := g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.True(t, again.Replayed)
+	assert.True(t, again.Replayed())
 	assert.NotEqual(t, dedupe.SourceRedis, again.Source, "PostgreSQL replayed it")
 	assert.Equal(t, first.Response, again.Response)
 
@@ -534,7 +534,7 @@ func TestGuardJoinedTransactionIsNotCached(t *testing.T) {
 	require.NoError(t, err)
 	res, err := g.Do(ctx, d, tx, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	require.False(t, res.Replayed)
+	require.False(t, res.Replayed())
 	require.NoError(t, tx.Rollback(ctx))
 
 	s, err := g.Check(ctx, req)
@@ -544,7 +544,7 @@ func TestGuardJoinedTransactionIsNotCached(t *testing.T) {
 
 	res, err = g.Do(ctx, d, db.Pool, req, insertOrder(&calls, req.Key))
 	require.NoError(t, err)
-	assert.False(t, res.Replayed, "the retry ran: the rolled-back write was not replayed")
+	assert.False(t, res.Replayed(), "the retry ran: the rolled-back write was not replayed")
 	assert.NotEqual(t, dedupe.SourceRedis, res.Source)
 	assert.Equal(t, int64(2), calls.Load())
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`))

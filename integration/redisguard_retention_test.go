@@ -78,7 +78,7 @@ func TestGuardSealsCachedBodiesWithTheCodec(t *testing.T) {
 
 			first, err := r.Do(ctx, db.Pool, req, cardResponse)
 			require.NoError(t, err)
-			require.False(t, first.Replayed)
+			require.False(t, first.Replayed())
 			for _, v := range guardValues(t, prefix) {
 				assert.NotContains(t, v, cardNumber, "Redis holds the body in plain text")
 			}
@@ -145,7 +145,7 @@ func TestGuardCacheNeverOutlivesTheKeyRow(t *testing.T) {
 
 	again, err := g.Do(ctx, d, db.Pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
-	require.True(t, again.Replayed)
+	require.True(t, again.Replayed())
 	require.NotEqual(t, dedupe.SourceRedis, again.Source, "replayed by PostgreSQL")
 	assert.WithinDuration(t, time.Now().Add(20*time.Second), again.ExpiresAt, 5*time.Second)
 	assert.False(t, again.ExpiresAt.After(time.Now().Add(20*time.Second)), "never later than the row's expiry")

@@ -71,11 +71,11 @@ func TestRoundTrips(t *testing.T) {
 	do(pool, "warm")
 
 	assert.Equal(t, int64(3), measure(func() { plain("p") }), "plain: begin, insert, commit")
-	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(pool, "n").Replayed) }), "new key: begin, claim, insert, store+commit")
-	assert.Equal(t, int64(3), measure(func() { assert.True(t, do(pool, "n").Replayed) }), "replay: begin, claim, rollback")
+	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(pool, "n").Replayed()) }), "new key: begin, claim, insert, store+commit")
+	assert.Equal(t, int64(3), measure(func() { assert.True(t, do(pool, "n").Replayed()) }), "replay: begin, claim, rollback")
 
 	// A wrapper of the pool that hands out its connections keeps the pipelined COMMIT.
-	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(wrappedPool{pool}, "w").Replayed) }), "wrapped pool: as the pool")
+	assert.Equal(t, int64(4), measure(func() { assert.False(t, do(wrappedPool{pool}, "w").Replayed()) }), "wrapped pool: as the pool")
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)

@@ -85,17 +85,17 @@ func TestSQLTags(t *testing.T) {
 			req := dedupe.Request{Scope: "tags", Key: "k1", Fingerprint: []byte("fp")}
 			res, err := d.Do(ctx, pool, req, insertOrder(nil, "k1"))
 			require.NoError(t, err)
-			require.False(t, res.Replayed)
+			require.False(t, res.Replayed())
 			res, err = d.Do(ctx, pool, req, insertOrder(nil, "k1"))
 			require.NoError(t, err)
-			require.True(t, res.Replayed)
+			require.True(t, res.Replayed())
 
 			// An expired key is re-claimed; then purged.
 			_, err = pool.Exec(ctx, `UPDATE dedupe_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'`)
 			require.NoError(t, err)
 			res, err = d.Do(ctx, pool, req, insertOrder(nil, "k1"))
 			require.NoError(t, err)
-			require.False(t, res.Replayed, "re-claimed")
+			require.False(t, res.Replayed(), "re-claimed")
 			_, err = pool.Exec(ctx, `UPDATE dedupe_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'`)
 			require.NoError(t, err)
 			n, err := d.Purge(ctx, pool, 100)

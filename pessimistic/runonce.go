@@ -111,7 +111,7 @@ func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnce
 			return err
 		}
 		outcome = RunRan
-		if res.Replayed {
+		if res.Replayed() {
 			outcome = RunAlreadyRan
 		}
 		return nil

@@ -21,7 +21,7 @@
 //			return createOrder(ctx, tx, order)
 //		})
 //	// res and err are the dedupe core's: errors.Is(err, dedupe.ErrInProgress) for a
-//	// duplicate still running, res.Replayed for a replay, and res.Source ==
+//	// duplicate still running, res.Replayed() for a replay, and res.Source ==
 //	// dedupe.SourceRedis when PostgreSQL was not asked at all.
 //
 // guard.Wrap(deduper) is a dedupe.Runner, which the HTTP middleware (dedupehttp) takes. Every type here takes a Client,

@@ -321,7 +321,7 @@ func (s *Sighting) Release(ctx context.Context) error {
 //   - StateInProgress: a *dedupe.KeyError wrapping dedupe.ErrInProgress (its message says
 //     "marked in Redis"), whatever the request's fingerprint (the mark does not hold one);
 //     PostgreSQL is not asked.
-//   - StateCached: Result{Response: cached, Replayed: true, Source: dedupe.SourceRedis,
+//   - StateCached: Result{Response: cached, Source: dedupe.SourceRedis,
 //     Attempts: 0}; PostgreSQL is not asked.
 //   - StateCommitted: r.Do runs and answers from PostgreSQL (replay, or
 //     dedupe.ErrFingerprintMismatch).
@@ -359,7 +359,7 @@ func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedup
 
 	switch s.State {
 	case StateCached:
-		return dedupe.Result{Response: s.Response, Replayed: true, Source: dedupe.SourceRedis}, nil
+		return dedupe.Result{Response: s.Response, Source: dedupe.SourceRedis}, nil
 	case StateInProgress:
 		return dedupe.Result{}, &dedupe.KeyError{Scope: req.Scope, Key: req.Key, Err: errMarkedInRedis}
 	case StateCommitted:

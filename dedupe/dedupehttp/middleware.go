@@ -296,7 +296,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 func (m *Middleware) respond(w http.ResponseWriter, r *http.Request, key string, res dedupe.Result, err error, last *recorder, start time.Time) {
 	var rb *rolledBack
 	switch {
-	case err == nil && res.Replayed:
+	case err == nil && res.Replayed():
 		h := w.Header()
 		for k, vs := range res.Response.Header {
 			h[k] = slices.Clone(vs)

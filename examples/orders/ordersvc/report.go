@@ -90,7 +90,7 @@ func (s *Service) sendSummaries(ctx context.Context, day time.Time) (int, error)
 		if err != nil {
 			return sent, err
 		}
-		if !res.Replayed {
+		if !res.Replayed() {
 			sent++
 		}
 	}
