@@ -167,19 +167,18 @@ func (m multiTracer) TraceDoEnd(ctx context.Context, data TraceDoEndData) {
 // doTrace is one traced call of Deduper.Do.
 type doTrace struct {
 	tracer Tracer
-	start  time.Time
-	wait   *tracewait.Meter
+	span   *tracewait.Span
 }
 
 func (d *Deduper) traceStart(ctx context.Context, req Request) (context.Context, *doTrace) {
-	t := &doTrace{tracer: d.opts.Tracer, start: time.Now()}
+	t := &doTrace{tracer: d.opts.Tracer}
 	ctx = t.tracer.TraceDoStart(ctx, StartData(ComponentDedupe, OperationDo, req.Scope, req.Key, d.opts.TraceKeys))
-	ctx, t.wait = tracewait.With(ctx)
+	ctx, t.span = tracewait.Start(ctx)
 	return ctx, t
 }
 
 func (t *doTrace) end(ctx context.Context, res *Result, err *error) {
-	t.tracer.TraceDoEnd(ctx, EndData(*res, *err, t.wait.Wait(), time.Since(t.start)))
+	t.tracer.TraceDoEnd(ctx, EndData(*res, *err, t.span.Wait(), t.span.Duration()))
 }
 
 // StartData fills a TraceDoStartData: KeyHash from key (empty for an empty key), and Key only

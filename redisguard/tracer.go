@@ -12,20 +12,19 @@ import (
 // guardTrace is one traced call of Guard.Do.
 type guardTrace struct {
 	tracer dedupe.Tracer
-	start  time.Time
-	wait   *tracewait.Meter
+	span   *tracewait.Span
 }
 
 func (g *Guard) traceStart(ctx context.Context, req dedupe.Request) (context.Context, *guardTrace) {
-	t := &guardTrace{tracer: g.opts.Tracer, start: time.Now()}
+	t := &guardTrace{tracer: g.opts.Tracer}
 	ctx = t.tracer.TraceDoStart(ctx, dedupe.StartData(dedupe.ComponentRedisGuard, dedupe.OperationDo, req.Scope, req.Key, g.opts.TraceKeys))
-	ctx, t.wait = tracewait.With(ctx)
+	ctx, t.span = tracewait.Start(ctx)
 	return ctx, t
 }
 
 // end reports the result (Result.Source says who answered).
 func (t *guardTrace) end(ctx context.Context, res *dedupe.Result, err *error) {
-	t.tracer.TraceDoEnd(ctx, dedupe.EndData(*res, *err, t.wait.Wait(), time.Since(t.start)))
+	t.tracer.TraceDoEnd(ctx, dedupe.EndData(*res, *err, t.span.Wait(), t.span.Duration()))
 }
 
 // obtainTrace is one traced call of Locker.Obtain.

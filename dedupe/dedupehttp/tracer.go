@@ -3,27 +3,20 @@ package dedupehttp
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/internal/tracewait"
 )
 
-// httpTrace is one traced request, carried in the request's context.
-type httpTrace struct {
-	start time.Time
-	wait  *tracewait.Meter
-}
-
+// httpTraceKey carries a traced request's *tracewait.Span in its context.
 type httpTraceKey struct{}
 
 // traceStart starts the span of a deduplicated request (key is "" when it is missing or
 // malformed) and returns the request with the span's context.
 func (m *Middleware) traceStart(r *http.Request, key string) *http.Request {
-	t := &httpTrace{start: time.Now()}
 	ctx := m.tracer.TraceDoStart(r.Context(), dedupe.StartData(dedupe.ComponentHTTP, dedupe.OperationRequest, m.scope(r), key, m.traceKeys))
-	ctx, t.wait = tracewait.With(ctx)
-	return r.WithContext(context.WithValue(ctx, httpTraceKey{}, t))
+	ctx, span := tracewait.Start(ctx)
+	return r.WithContext(context.WithValue(ctx, httpTraceKey{}, span))
 }
 
 // traceEnd ends the span started by traceStart, from what logOutcome is told.
@@ -32,7 +25,7 @@ func (m *Middleware) traceEnd(r *http.Request, outcome string, status int, res d
 		return
 	}
 	ctx := r.Context()
-	t, ok := ctx.Value(httpTraceKey{}).(*httpTrace)
+	span, ok := ctx.Value(httpTraceKey{}).(*tracewait.Span)
 	if !ok {
 		return
 	}
@@ -40,8 +33,8 @@ func (m *Middleware) traceEnd(r *http.Request, outcome string, status int, res d
 		Outcome:  httpOutcome(outcome, status),
 		Attempts: res.Attempts,
 		Status:   status,
-		Wait:     t.wait.Wait(),
-		Duration: time.Since(t.start),
+		Wait:     span.Wait(),
+		Duration: span.Duration(),
 		Err:      err,
 	}
 	if data.Outcome == dedupe.OutcomeReplayed {

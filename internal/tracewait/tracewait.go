@@ -27,6 +27,25 @@ func With(ctx context.Context) (context.Context, *Meter) {
 	return context.WithValue(ctx, ctxKey{}, m), m
 }
 
+// Span is one traced request's clock: when it started, and its Meter.
+type Span struct {
+	start time.Time
+	meter *Meter
+}
+
+// Start begins a Span now, with a new Meter in the returned context (see With). Call it only
+// when a tracer is set.
+func Start(ctx context.Context) (context.Context, *Span) {
+	ctx, m := With(ctx)
+	return ctx, &Span{start: time.Now(), meter: m}
+}
+
+// Wait returns the claim time the Span's Meter accumulated.
+func (s *Span) Wait() time.Duration { return s.meter.Wait() }
+
+// Duration returns the time since the Span started.
+func (s *Span) Duration() time.Duration { return time.Since(s.start) }
+
 // Wait returns the claim time accumulated so far.
 func (m *Meter) Wait() time.Duration { return time.Duration(m.ns.Load()) }
 
