@@ -137,6 +137,10 @@ func New(opts *Options) *Deduper {
 // Deduper (the Redis guard) seals the bodies it keeps the same way.
 func (d *Deduper) BodyCodec() BodyCodec { return d.opts.BodyCodec }
 
+// MaxResponseBytes reports the limit on a stored response (Options.MaxResponseBytes, or its
+// default), so that a middleware in front can refuse a larger response before Do does.
+func (d *Deduper) MaxResponseBytes() int { return d.opts.MaxResponseBytes }
+
 // Do runs fn at most once for req's (scope, key) and returns its response, or, for a key
 // already committed, the stored response without running fn.
 //

@@ -34,4 +34,11 @@
 // Do and Purge keep no state between transactions and need no server-described parameter
 // types, so they work in every pgx query mode and through PgBouncer in transaction pooling
 // (use exec or simple_protocol there); run the migrations on a direct connection.
+//
+// Errors follow one rule across pgonce's packages. Outcomes callers branch on are sentinels
+// defined once (ErrInProgress, ErrFingerprintMismatch, ErrUnavailable: redisguard returns
+// these same values). Bad input is refused before any I/O, with nothing written, by an error
+// matching the package's ErrInvalid; where callers need to tell one bad input from another
+// (dedupehttp answers a bad key and a bad scope differently), a specific sentinel such as
+// ErrInvalidKey or ErrNilDB also matches it.
 package dedupe

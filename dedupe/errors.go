@@ -3,6 +3,8 @@ package dedupe
 import (
 	"errors"
 	"fmt"
+
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // Outcomes a caller branches on. Test with errors.Is; every error from Do after validation is
@@ -36,15 +38,20 @@ var (
 	ErrIncomplete = errors.New("dedupe: stored key has no response")
 )
 
-// Input errors, returned before any SQL runs and with nothing written. Test with errors.Is;
-// the message says what exactly is wrong.
+// ErrInvalid is matched by every input error: bad input is refused before any SQL runs, with
+// nothing written. Each pgonce package follows the same rule with its own ErrInvalid; the
+// specific sentinels below exist where callers branch on what was wrong (dedupehttp answers
+// a bad key and a bad scope differently).
+var ErrInvalid = errors.New("dedupe: invalid argument")
+
+// Input errors. Each also matches ErrInvalid; the message says what exactly is wrong.
 var (
-	ErrInvalidKey         = errors.New("dedupe: invalid key")
-	ErrInvalidScope       = errors.New("dedupe: invalid scope")
-	ErrInvalidFingerprint = errors.New("dedupe: invalid fingerprint")
-	ErrInvalidTTL         = errors.New("dedupe: invalid TTL")
-	ErrNilFunc            = errors.New("dedupe: nil function")
-	ErrNilDB              = errors.New("dedupe: nil database handle")
+	ErrInvalidKey         = inputerr.New(ErrInvalid, "dedupe: invalid key")
+	ErrInvalidScope       = inputerr.New(ErrInvalid, "dedupe: invalid scope")
+	ErrInvalidFingerprint = inputerr.New(ErrInvalid, "dedupe: invalid fingerprint")
+	ErrInvalidTTL         = inputerr.New(ErrInvalid, "dedupe: invalid TTL")
+	ErrNilFunc            = inputerr.New(ErrInvalid, "dedupe: nil function")
+	ErrNilDB              = inputerr.New(ErrInvalid, "dedupe: nil database handle")
 )
 
 // KeyError says which request an error belongs to. Do returns one for every failure after its

@@ -27,16 +27,21 @@ const (
 	ComponentDedupe     = "dedupe"     // Deduper.Do, operation OperationDo
 	ComponentRedisGuard = "redisguard" // redisguard.Guard.Do (OperationDo), Locker.Obtain (OperationObtain)
 	ComponentHTTP       = "dedupehttp" // the dedupehttp middleware, operation OperationRequest
+	// ComponentPessimistic is the pessimistic package: RowLock (OperationRowLock) and RunOnce
+	// (OperationRunOnce).
+	ComponentPessimistic = "pessimistic"
 
 	OperationDo      = "do"
 	OperationRequest = "request"
 	OperationObtain  = "obtain"
+	OperationRowLock = "row_lock"
+	OperationRunOnce = "run_once"
 )
 
 // TraceDoStartData describes a request as it begins. Fields may be added.
 type TraceDoStartData struct {
 	// Component is the package tracing the request: ComponentDedupe, ComponentRedisGuard,
-	// ComponentHTTP.
+	// ComponentHTTP, ComponentPessimistic.
 	Component string
 	// Operation is what the component does: OperationDo, OperationRequest.
 	Operation string
@@ -108,8 +113,7 @@ func OutcomeOf(res Result, err error) Outcome {
 		return OutcomeInProgress
 	case errors.Is(err, ErrUnavailable):
 		return OutcomeUnavailable
-	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrInvalidScope), errors.Is(err, ErrInvalidFingerprint),
-		errors.Is(err, ErrInvalidTTL), errors.Is(err, ErrNilFunc), errors.Is(err, ErrNilDB):
+	case errors.Is(err, ErrInvalid):
 		return OutcomeInvalid
 	}
 	return OutcomeError

@@ -65,6 +65,9 @@ func TestBadInput(t *testing.T) {
 			}
 			_, err := d.Do(ctx, h, tc.req, f)
 			require.ErrorIs(t, err, tc.want)
+			if tc.want != context.Canceled {
+				assert.ErrorIs(t, err, dedupe.ErrInvalid, "every input error matches ErrInvalid")
+			}
 		})
 	}
 	t.Run("closed pool", func(t *testing.T) {

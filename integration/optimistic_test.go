@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -236,6 +237,9 @@ func TestOptimisticIdentifiersAndBadInput(t *testing.T) {
 		}(),
 	} {
 		assert.ErrorIs(t, err, optimistic.ErrInvalid, name)
+		if strings.HasPrefix(name, "nil querier") || name == "nil pool" {
+			assert.ErrorIs(t, err, optimistic.ErrNilDB, name)
+		}
 	}
 }
 

@@ -264,6 +264,7 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 
 	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, db.Pool, key, nil), pessimistic.ErrNilFunc)
 	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, nil, key, func(context.Context, *pgx.Conn) error { return nil }), pessimistic.ErrNilDB)
+	assert.ErrorIs(t, pessimistic.WithSessionLock(ctx, nil, key, func(context.Context, *pgx.Conn) error { return nil }), pessimistic.ErrInvalid, "every input error matches ErrInvalid")
 }
 
 // 8 goroutines start the same job for the same period: exactly one runs it; later calls learn

@@ -155,3 +155,22 @@ func TestGuardCacheNeverOutlivesTheKeyRow(t *testing.T) {
 	assert.Positive(t, pttl, "the PostgreSQL replay is cached")
 	assert.LessOrEqual(t, pttl, 20*time.Second, "the cache expires with the row, not an hour from now")
 }
+
+// A guard in front of a Deduper passes the Deduper's response limit on, so dedupehttp's
+// default limit is the Deduper's whether or not the guard is in front.
+func TestGuardWrapReportsRunnerLimits(t *testing.T) {
+	g := newGuard(t, sharedRedis(t), nil)
+	wrapped := g.Wrap(dedupe.New(&dedupe.Options{MaxResponseBytes: 64}))
+	l, ok := wrapped.(interface{ MaxResponseBytes() int })
+	require.True(t, ok)
+	assert.Equal(t, 64, l.MaxResponseBytes())
+	bare := g.Wrap(silentRunner{})
+	assert.Zero(t, bare.(interface{ MaxResponseBytes() int }).MaxResponseBytes(), "a runner that reports no limit")
+}
+
+// silentRunner is a dedupe.Runner that reports no limits.
+type silentRunner struct{}
+
+func (silentRunner) Do(context.Context, dedupe.DB, dedupe.Request, dedupe.Func) (dedupe.Result, error) {
+	return dedupe.Result{}, nil
+}

@@ -49,4 +49,7 @@
 //     (status, headers, body), created_at and expires_at; primary key (scope, key); an index
 //     on expires_at for purging.
 //   - fences: the highest fencing token per resource, checked by pessimistic.Fence.
+//
+// New refuses bad input before any SQL runs with an error matching ErrInvalid (a nil DB also
+// matches ErrNilDB): the same rule in every pgonce package.
 package migrations

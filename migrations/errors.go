@@ -1,6 +1,10 @@
 package migrations
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pgonce/pgonce/internal/inputerr"
+)
 
 // Outcomes that callers branch on. Errors returned by this package wrap them with the
 // versions involved; test with errors.Is.
@@ -19,6 +23,10 @@ var (
 	// migrated it. Up and Validate return it; Down cannot roll back what it has no file for.
 	ErrAhead = errors.New("migrations: schema is ahead of this binary's migrations")
 
-	// ErrNilDB is returned by New when given no database.
-	ErrNilDB = errors.New("migrations: nil DB")
+	// ErrInvalid is matched by every input error (a nil DB, an invalid Config): New refuses
+	// bad input before any SQL runs.
+	ErrInvalid = errors.New("migrations: invalid argument")
+
+	// ErrNilDB is returned by New when given no database; it also matches ErrInvalid.
+	ErrNilDB = inputerr.New(ErrInvalid, "migrations: nil database handle")
 )

@@ -69,7 +69,7 @@ func New(db DB, cfg *Config) (*Migrator, error) {
 		}
 		// CREATE SCHEMA refuses these; say so before any migration runs.
 		if strings.HasPrefix(strings.ToLower(c.Schema), "pg_") {
-			return nil, fmt.Errorf("migrations: schema %q: names starting with pg_ are reserved by PostgreSQL", c.Schema)
+			return nil, fmt.Errorf("%w: schema %q: names starting with pg_ are reserved by PostgreSQL", ErrInvalid, c.Schema)
 		}
 	}
 	return &Migrator{db: db, schema: c.Schema, table: c.MigrationsTable}, nil
@@ -78,11 +78,11 @@ func New(db DB, cfg *Config) (*Migrator, error) {
 func checkIdent(what, s string) error {
 	switch {
 	case len(s) > maxIdentLen:
-		return fmt.Errorf("migrations: %s %q is longer than %d bytes", what, s, maxIdentLen)
+		return fmt.Errorf("%w: %s %q is longer than %d bytes", ErrInvalid, what, s, maxIdentLen)
 	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("migrations: %s %q contains a NUL byte", what, s)
+		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrInvalid, what, s)
 	case !utf8.ValidString(s):
-		return fmt.Errorf("migrations: %s %q is not valid UTF-8", what, s)
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalid, what, s)
 	}
 	return nil
 }
@@ -134,7 +134,7 @@ func (m *Migrator) Down(ctx context.Context) (*Result, error) { return m.Migrate
 // exclude each other. The lock is held for the length of one file.
 func (m *Migrator) Migrate(ctx context.Context, version uint) (*Result, error) {
 	if version != 0 && index(version) < 0 {
-		return nil, fmt.Errorf("migrations: no embedded migration has version %d (latest is %d)", version, Latest())
+		return nil, fmt.Errorf("%w: no embedded migration has version %d (latest is %d)", ErrInvalid, version, Latest())
 	}
 	t, err := m.resolve(ctx)
 	if err != nil {

@@ -333,6 +333,7 @@ func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	_, err := migrations.New(nil, nil)
 	assert.ErrorIs(t, err, migrations.ErrNilDB)
+	assert.ErrorIs(t, err, migrations.ErrInvalid)
 	var pool *pgxpool.Pool // New does no I/O: a pool value is enough
 	for _, c := range []struct {
 		name string
@@ -348,6 +349,7 @@ func TestNewValidates(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := migrations.New(pool, &c.cfg)
 			assert.ErrorContains(t, err, c.want)
+			assert.ErrorIs(t, err, migrations.ErrInvalid)
 		})
 	}
 	_, err = migrations.New(pool, &migrations.Config{Schema: strings.Repeat("s", 63), MigrationsTable: `odd "name"`})

@@ -29,4 +29,7 @@
 //
 // The table needs an integer version column (bigint recommended) that every update
 // increments; examples/orders/migrations/0001_products.up.sql is an example.
+//
+// Bad input is refused before any SQL runs with an error matching ErrInvalid (a nil handle
+// also matches ErrNilDB): the same rule in every pgonce package.
 package optimistic

@@ -3,6 +3,8 @@ package optimistic
 import (
 	"errors"
 	"fmt"
+
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 var (
@@ -14,6 +16,9 @@ var (
 	// ErrInvalid reports a bad table description or argument (an empty identifier, a nil
 	// handle or function); returned before any SQL runs.
 	ErrInvalid = errors.New("optimistic: invalid argument")
+
+	// ErrNilDB means the Querier was nil; it also matches ErrInvalid.
+	ErrNilDB = inputerr.New(ErrInvalid, "optimistic: nil database handle")
 	// ErrExhausted wraps the last stale error when Retry runs out of attempts; the error
 	// Retry returns then matches both ErrExhausted and ErrStale.
 	ErrExhausted = errors.New("optimistic: gave up retrying")

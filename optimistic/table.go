@@ -77,10 +77,10 @@ func (t Table) versionName() string {
 
 func checkQuerier(q Querier) error {
 	if q == nil {
-		return fmt.Errorf("%w: nil database handle", ErrInvalid)
+		return ErrNilDB
 	}
 	if v := reflect.ValueOf(q); v.Kind() == reflect.Pointer && v.IsNil() {
-		return fmt.Errorf("%w: nil database handle", ErrInvalid)
+		return ErrNilDB
 	}
 	return nil
 }

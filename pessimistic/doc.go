@@ -41,5 +41,7 @@
 //
 // Identifiers given by callers are quoted with pgx.Identifier; values are always parameters.
 // Errors callers branch on are sentinels prefixed "pessimistic:", wrapped with what was being
-// locked and the *pgconn.PgError, so both errors.Is and errors.As work.
+// locked and the *pgconn.PgError, so both errors.Is and errors.As work. Bad input is refused
+// before any SQL runs with an error matching ErrInvalid (a nil handle also matches ErrNilDB,
+// a nil function ErrNilFunc): the same rule in every pgonce package.
 package pessimistic

@@ -2,12 +2,13 @@ package pessimistic
 
 import (
 	"context"
-	"errors"
 	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // Beginner opens transactions; *pgxpool.Pool, *pgx.Conn and pgx.Tx (a savepoint) satisfy it.
@@ -21,12 +22,13 @@ type TxBeginner interface {
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
-// Input errors, returned before any SQL runs.
+// Input errors, returned before any SQL runs. Both also match ErrInvalid, which every input
+// error of the package matches.
 var (
 	// ErrNilFunc means a function argument was nil.
-	ErrNilFunc = errors.New("pessimistic: nil function")
+	ErrNilFunc = inputerr.New(ErrInvalid, "pessimistic: nil function")
 	// ErrNilDB means the pool, connection or transaction argument was nil.
-	ErrNilDB = errors.New("pessimistic: nil database handle")
+	ErrNilDB = inputerr.New(ErrInvalid, "pessimistic: nil database handle")
 )
 
 // cleanupTimeout bounds the statements that undo or release something after ctx is done.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/internal/pgerr"
 )
 
@@ -57,6 +58,14 @@ type RowLock struct {
 	// Of restricts the lock to these tables of the statement's FROM clause (table names or
 	// aliases): FOR UPDATE OF a, b. Empty locks the rows of every table the statement reads.
 	Of []string
+	// Tracer, when set, is told when each Row, RowWhere or Query begins and ends (component
+	// dedupe.ComponentPessimistic, operation dedupe.OperationRowLock; outcome obtained,
+	// not_obtained for ErrLockNotAvailable, invalid or error; the whole call counts as Wait).
+	// The key reported is the locked table and condition ("products" WHERE "sku" = mug), or
+	// "query" for Query, hashed unless TraceKeys is set.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the key itself in traces, not only its hash.
+	TraceKeys bool
 }
 
 // Eq is one condition column = value of RowLock.RowWhere; the value is always a parameter.
@@ -136,7 +145,12 @@ func (l RowLock) Row(ctx context.Context, tx pgx.Tx, table pgx.Identifier, keyCo
 // into dest. The conditions should name a unique key; if several rows match, all are locked.
 //
 //	SELECT c1, ... FROM table WHERE k1 = $1 AND k2 = $2 FOR UPDATE [NOWAIT | SKIP LOCKED]
-func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, where []Eq, columns []string, dest ...any) error {
+func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, where []Eq, columns []string, dest ...any) (err error) {
+	if l.Tracer != nil {
+		var t *lockTrace
+		ctx, t = traceStart(ctx, l.Tracer, dedupe.OperationRowLock, "", describe(table, where), l.TraceKeys)
+		defer func() { t.endLock(ctx, err) }()
+	}
 	if len(columns) != len(dest) {
 		return fmt.Errorf("%w: %d columns but %d destinations", ErrInvalid, len(columns), len(dest))
 	}
@@ -163,26 +177,21 @@ func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, 
 	b.WriteString(" FROM ")
 	b.WriteString(table.Sanitize())
 	args := make([]any, len(where))
-	var what strings.Builder // for error messages: "products" WHERE sku = mug
-	what.WriteString(table.Sanitize())
 	for i, e := range where {
 		if err := checkIdent("key column", e.Column); err != nil {
 			return err
 		}
 		if i == 0 {
 			b.WriteString(" WHERE ")
-			what.WriteString(" WHERE ")
 		} else {
 			b.WriteString(" AND ")
-			what.WriteString(" AND ")
 		}
-		col := pgx.Identifier{e.Column}.Sanitize()
-		b.WriteString(col + " = $" + strconv.Itoa(i+1))
-		fmt.Fprintf(&what, "%s = %v", col, e.Value)
+		b.WriteString(pgx.Identifier{e.Column}.Sanitize() + " = $" + strconv.Itoa(i+1))
 		args[i] = e.Value
 	}
+	what := describe(table, where) // for error messages: "products" WHERE "sku" = mug
 	found := false
-	err := l.query(ctx, tx, b.String(), args, what.String(), func(rows pgx.Rows) error {
+	err = l.query(ctx, tx, b.String(), args, what, func(rows pgx.Rows) error {
 		if found || len(dest) == 0 {
 			found = true
 			return nil
@@ -191,7 +200,7 @@ func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, 
 		return rows.Scan(dest...)
 	})
 	if err == nil && !found {
-		return fmt.Errorf("%w: %s", ErrNotFound, what.String())
+		return fmt.Errorf("%w: %s", ErrNotFound, what)
 	}
 	return err
 }
@@ -211,8 +220,28 @@ func (l RowLock) RowWhere(ctx context.Context, tx pgx.Tx, table pgx.Identifier, 
 // round trip (SAVEPOINT, [set lock_timeout], the SELECT, [restore lock_timeout], RELEASE),
 // so a lock that is not available costs one more round trip to undo the savepoint and
 // leaves tx usable, with no row of this statement locked.
-func (l RowLock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(pgx.Rows) error) error {
+func (l RowLock) Query(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(pgx.Rows) error) (err error) {
+	if l.Tracer != nil {
+		var t *lockTrace
+		ctx, t = traceStart(ctx, l.Tracer, dedupe.OperationRowLock, "", "query", l.TraceKeys)
+		defer func() { t.endLock(ctx, err) }()
+	}
 	return l.query(ctx, tx, sql, args, "query", each)
+}
+
+// describe names what RowWhere locks, for traces: "products" WHERE "sku" = mug.
+func describe(table pgx.Identifier, where []Eq) string {
+	var b strings.Builder
+	b.WriteString(table.Sanitize())
+	for i, e := range where {
+		if i == 0 {
+			b.WriteString(" WHERE ")
+		} else {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(&b, "%s = %v", pgx.Identifier{e.Column}.Sanitize(), e.Value)
+	}
+	return b.String()
 }
 
 func (l RowLock) query(ctx context.Context, tx pgx.Tx, sql string, args []any, what string, each func(pgx.Rows) error) error {

@@ -45,6 +45,13 @@ type RunOnceOptions struct {
 	// Remember is how long a finished run is remembered; default 400 days. After it, the same
 	// (job, period) can run again, and dedupe.Purge may delete the record.
 	Remember time.Duration
+	// Tracer, when set, is told when each RunOnce begins and ends (component
+	// dedupe.ComponentPessimistic, operation dedupe.OperationRunOnce, scope "job:"+job, key
+	// the period): RunRan is reported as executed, RunAlreadyRan as replayed,
+	// RunRunningElsewhere as in_progress.
+	Tracer dedupe.Tracer
+	// TraceKeys puts the period itself in traces, not only its hash.
+	TraceKeys bool
 }
 
 // RunOnce runs fn for (job, period) at most once across all processes sharing the database:
@@ -67,7 +74,16 @@ type RunOnceOptions struct {
 // db may be a pool, a connection or the caller's pgx.Tx (then RunOnce uses a savepoint, and
 // the run commits, and the lock is released, with the caller's transaction). job must be
 // a valid dedupe scope once prefixed with "job:", period a valid dedupe key (non-empty).
-func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnceOptions, fn func(ctx context.Context, tx pgx.Tx) error) (RunOutcome, error) {
+func RunOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnceOptions, fn func(ctx context.Context, tx pgx.Tx) error) (outcome RunOutcome, err error) {
+	if opts != nil && opts.Tracer != nil {
+		var t *lockTrace
+		ctx, t = traceStart(ctx, opts.Tracer, dedupe.OperationRunOnce, "job:"+job, period, opts.TraceKeys)
+		defer func() { t.endRun(ctx, outcome, err) }()
+	}
+	return runOnce(ctx, db, job, period, opts, fn)
+}
+
+func runOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnceOptions, fn func(ctx context.Context, tx pgx.Tx) error) (RunOutcome, error) {
 	if fn == nil {
 		return 0, ErrNilFunc
 	}

@@ -27,4 +27,8 @@
 // guard.Wrap(deduper) is a dedupe.Runner, which the HTTP middleware (dedupehttp) takes. Every type here takes a Client,
 // which redis.UniversalClient satisfies: a single node, Sentinel and Cluster all work, and
 // keys used together by one script share a hash tag.
+//
+// Bad input (a nil client, an empty name, a non-positive TTL) is refused before any round
+// trip with an error matching ErrInvalid, the same rule as in every pgonce package; there is
+// no separate nil-client sentinel because nothing else here takes a handle.
 package redisguard

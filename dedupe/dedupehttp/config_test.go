@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -116,4 +117,24 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		_, err := dedupehttp.New(cfg)
 		assert.Error(t, err, name)
 	}
+}
+
+// The middleware's response limit follows the Runner's: by default it stops buffering where
+// the Deduper would refuse to store, and a larger limit is refused at New.
+func TestResponseLimitFollowsRunner(t *testing.T) {
+	f := newFixture(t, dedupehttp.Config{})
+	small := dedupe.New(&dedupe.Options{MaxResponseBytes: 100})
+	_, err := dedupehttp.New(dedupehttp.Config{DB: f.pool, Runner: small, MaxResponseBytes: 101})
+	assert.ErrorContains(t, err, "above the Runner's limit")
+
+	rec := &recTracer{}
+	mw, err := dedupehttp.New(dedupehttp.Config{DB: f.pool, Runner: small, Tracer: rec})
+	require.NoError(t, err)
+	f.mux = http.NewServeMux()
+	f.mux.Handle("POST /orders", mw.Required(f.svc))
+	w := f.do("POST", "/orders", "big", `{"padding":"`+strings.Repeat("0123456789", 10)+`"}`)
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	_, end := rec.take(t)
+	assert.ErrorContains(t, end.Err, "larger than MaxResponseBytes", "the middleware, not the Deduper at commit, refused it")
+	assert.Zero(t, f.orders(t))
 }

@@ -58,8 +58,10 @@ type Config struct {
 	// MaxBodyBytes limits the request body; larger requests get 413. Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxResponseBytes limits the response body that is recorded and stored; a handler writing
-	// more gets its transaction rolled back and the client a 500. Default
-	// dedupe.DefaultMaxResponseBytes (keep it at or below the Runner's limit).
+	// more gets its transaction rolled back and the client a 500. Default: the Runner's own
+	// limit when it reports one (a *dedupe.Deduper does, and redisguard's Wrap passes it on),
+	// else dedupe.DefaultMaxResponseBytes. New refuses a value above the Runner's limit,
+	// which every such response would exceed at commit.
 	MaxResponseBytes int
 	// ReplayHeaders are response headers stored and replayed besides Content-Type and
 	// Location (say "Content-Language" or "ETag").
@@ -191,8 +193,15 @@ func New(cfg Config) (*Middleware, error) {
 	if m.maxBody <= 0 {
 		m.maxBody = DefaultMaxBodyBytes
 	}
+	runnerMax := 0
+	if l, ok := m.runner.(interface{ MaxResponseBytes() int }); ok {
+		runnerMax = l.MaxResponseBytes()
+	}
+	if runnerMax > 0 && m.maxResp > runnerMax {
+		return nil, fmt.Errorf("dedupehttp: Config.MaxResponseBytes %d is above the Runner's limit %d", m.maxResp, runnerMax)
+	}
 	if m.maxResp <= 0 {
-		m.maxResp = dedupe.DefaultMaxResponseBytes
+		m.maxResp = cmp.Or(runnerMax, dedupe.DefaultMaxResponseBytes)
 	}
 	for _, h := range cfg.ReplayHeaders {
 		if c := textproto.CanonicalMIMEHeaderKey(h); !slices.Contains(m.keep, c) {
