@@ -37,9 +37,10 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 2, 2 steps
+	// from 0 to 3, 3 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
-	// from 2 to 2, 0 steps
+	//   applied 0003_flow
+	// from 3 to 3, 0 steps
 	// valid: true
 }

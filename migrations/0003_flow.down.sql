@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS flow_steps;
+DROP TABLE IF EXISTS flow_requests;
