@@ -19,7 +19,7 @@ import (
 func TestCrashBetweenStepsThenCompleterResumes(t *testing.T) {
 	pool := testDB(t)
 	s := newShop()
-	lease := 400 * time.Millisecond
+	lease := 3 * time.Second // long enough that the retry below surely comes before it runs out
 	dying := newRunner(t, pool, s, &Options{Lease: lease})
 	dying.hooks.crashAfter = func(step string) bool { return step == "reserve" }
 	ctx := context.Background()
@@ -139,16 +139,17 @@ func TestPausedHolderIsFenced(t *testing.T) {
 func TestHeartbeatKeepsLease(t *testing.T) {
 	pool := testDB(t)
 	s := newShop()
-	lease := 300 * time.Millisecond
+	// Renewed every 100ms, the 1s lease survives heartbeats delayed by a loaded machine.
+	lease := time.Second
 	s.callFn = func(ctx context.Context, _ string) error {
-		select { // a slow provider: four leases long
-		case <-time.After(4 * lease):
+		select { // a slow provider: three leases long
+		case <-time.After(3 * lease):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	r := newRunner(t, pool, s, &Options{Lease: lease})
+	r := newRunner(t, pool, s, &Options{Lease: lease, Heartbeat: 100 * time.Millisecond})
 	ctx := context.Background()
 	done := make(chan error, 1)
 	go func() {
@@ -157,7 +158,7 @@ func TestHeartbeatKeepsLease(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return s.calls.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
 	other := newRunner(t, pool, newShop(), &Options{Lease: lease})
-	deadline := time.Now().Add(3 * lease)
+	deadline := time.Now().Add(2 * lease)
 	for time.Now().Before(deadline) {
 		cr, err := other.Complete(ctx, 10)
 		require.NoError(t, err)

@@ -62,6 +62,7 @@ var modeCases = []modeCase{
 	{"optimistic", modeOptimistic},
 	{"pessimistic", modePessimistic},
 	{"examples/orders", modeOrders},
+	{"flow", modeFlow},
 }
 
 // Every package works in every query mode, on a direct connection.
