@@ -78,7 +78,7 @@ func TestChargeDeclineIsStoredAndReplayed(t *testing.T) {
 	for _, tc := range []struct {
 		key, card, code string
 	}{
-		{"k-declined", paysvc.CardDeclined, paysvc.DeclineGeneric},                    // arrivals 1, 2
+		{"k-declined", paysvc.CardDeclined, paysvc.DeclineGeneric},                        // arrivals 1, 2
 		{"k-insufficient", paysvc.CardInsufficientFunds, paysvc.DeclineInsufficientFunds}, // 3, 4
 	} {
 		req := charge("order-" + tc.key)
