@@ -44,8 +44,8 @@ type Faults struct {
 	// Seed makes the draws differ between runs; the same seed repeats them.
 	Seed uint64
 	// Decide, when set, replaces the draws above: it is called once per arrival and its
-	// Decision is obeyed (tests force each path with it). For POST /notifications only
-	// Decision.Fail is obeyed. It must be safe for concurrent use.
+	// Decision is obeyed (tests force each path with it), on both routes (Decline means
+	// nothing to POST /notifications). It must be safe for concurrent use.
 	Decide func(Attempt) Decision
 }
 

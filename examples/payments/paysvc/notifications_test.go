@@ -104,3 +104,19 @@ func TestNotificationConcurrentRedeliveries(t *testing.T) {
 	}
 	assert.Equal(t, paysvc.Stats{NotificationArrivals: n, Notifications: 1, NotifiedOrders: 1}, p.stats(t))
 }
+
+func TestNotificationDroppedAfterCommitThenRedelivered(t *testing.T) {
+	t.Parallel()
+	// The receiver commits the effect and the sender hears nothing: it must deliver again,
+	// and the redelivery must not add a second effect.
+	p := newProvider(t, paysvc.Config{Faults: paysvc.Faults{
+		Decide: onArrival(paysvc.RouteNotifications, 1, paysvc.Decision{Drop: true}),
+	}})
+	_, err := p.post(t, "/notifications", "n1", note("order-1"))
+	require.Error(t, err)
+	retry, err := p.post(t, "/notifications", "n1", note("order-1"))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusCreated, retry.status)
+	assert.True(t, retry.replayed)
+	assert.Equal(t, paysvc.Stats{NotificationArrivals: 2, Notifications: 1, NotifiedOrders: 1}, p.stats(t))
+}
