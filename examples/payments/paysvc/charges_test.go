@@ -130,6 +130,7 @@ func TestChargeFailBeforeChargeThenRetry(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, retry.status)
 	assert.False(t, retry.replayed, "the retry is the first execution")
 	assert.Equal(t, paysvc.Stats{Charges: 1, ChargedReferences: 1}, p.stats(t))
+	assert.Equal(t, paysvc.FaultCounts{ChargeArrivals: 2, Failed: 1}, p.svc.FaultCounts())
 }
 
 func TestChargeDroppedAfterCommitThenRetry(t *testing.T) {
@@ -151,18 +152,32 @@ func TestChargeDroppedAfterCommitThenRetry(t *testing.T) {
 	assert.True(t, retry.replayed)
 	assert.Equal(t, cs[0].ID, decode[paysvc.Charge](t, retry).ID, "the retry names the charge that was made")
 	assert.Equal(t, paysvc.Stats{Charges: 1, ChargedReferences: 1}, p.stats(t))
+	assert.Equal(t, paysvc.FaultCounts{ChargeArrivals: 2, Dropped: 1}, p.svc.FaultCounts())
 }
 
 func TestChargeDropNeverHidesAReplay(t *testing.T) {
-	// Drop on every arrival: the first answer is lost, every replay is delivered.
+	// Drop on every arrival: the first answer is lost, every replay is delivered; a dropped
+	// decline is replayed as a decline.
 	t.Parallel()
 	p := newProvider(t, paysvc.Config{Faults: paysvc.Faults{DropAfterCommit: 1}})
-	_, err := p.post(t, "/charges", "k1", charge("order-1"))
-	require.Error(t, err)
-	retry, err := p.post(t, "/charges", "k1", charge("order-1"))
-	require.NoError(t, err)
-	assert.Equal(t, http.StatusCreated, retry.status)
-	assert.True(t, retry.replayed)
+	declined := charge("order-2")
+	declined.Card = paysvc.CardDeclined
+	for _, tc := range []struct {
+		key    string
+		req    paysvc.ChargeRequest
+		status int
+	}{{"k1", charge("order-1"), http.StatusCreated}, {"k2", declined, http.StatusPaymentRequired}} {
+		_, err := p.post(t, "/charges", tc.key, tc.req)
+		require.Error(t, err)
+		for range 2 {
+			retry, err := p.post(t, "/charges", tc.key, tc.req)
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, retry.status)
+			assert.True(t, retry.replayed)
+		}
+	}
+	assert.Equal(t, paysvc.Stats{Charges: 1, ChargedReferences: 1, Declines: 1}, p.stats(t))
+	assert.Equal(t, paysvc.FaultCounts{ChargeArrivals: 6, Dropped: 2}, p.svc.FaultCounts())
 }
 
 func TestChargeSlowAnswer(t *testing.T) {
@@ -194,6 +209,7 @@ func TestChargeSlowAnswer(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, retry.replayed)
 	assert.Equal(t, paysvc.Stats{Charges: 2, ChargedReferences: 2}, p.stats(t))
+	assert.Equal(t, paysvc.FaultCounts{ChargeArrivals: 3, Delayed: 2}, p.svc.FaultCounts())
 }
 
 func TestChargeConcurrentDuplicates(t *testing.T) {
@@ -247,5 +263,8 @@ func TestListChargesAndStatsRoutes(t *testing.T) {
 	var st paysvc.Stats
 	require.Equal(t, http.StatusOK, p.get(t, "/stats", &st))
 	assert.Equal(t, paysvc.Stats{Charges: 2, ChargedReferences: 1, DoubleCharges: 1}, st)
+	var fc paysvc.FaultCounts
+	require.Equal(t, http.StatusOK, p.get(t, "/faults", &fc))
+	assert.Equal(t, paysvc.FaultCounts{ChargeArrivals: 2}, fc)
 	assert.Equal(t, http.StatusOK, p.get(t, "/healthz", nil))
 }

@@ -16,7 +16,8 @@
 //	POST /charges         charge a card (Idempotency-Key required): 201 charge, 402 declined
 //	GET  /charges         ?reference=R: the charges made for R (two or more: a double charge)
 //	POST /notifications   receive an order-confirmed notification (Idempotency-Key required)
-//	GET  /stats           counts for the demo table (ReadStats)
+//	GET  /stats           counts of what committed, for the demo table (ReadStats)
+//	GET  /faults          arrivals and faults fired in this process (FaultCounts)
 //	GET  /healthz         PostgreSQL reachable
 //
 // # Why nothing happens twice

@@ -35,6 +35,7 @@ func (s *Service) faulty(route string, counter *atomic.Uint64, next http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := &arrival{d: s.faults.decide(Attempt{Route: route, Key: headerKey(r), N: counter.Add(1)})}
 		if a.d.Fail {
+			s.counts.failed.Add(1)
 			s.log.InfoContext(r.Context(), "fault", "kind", "fail", "route", route, "key", headerKey(r))
 			w.Header().Set("Retry-After", "1")
 			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "Provider unavailable",
@@ -68,6 +69,7 @@ func (w *faultWriter) WriteHeader(status int) {
 	}
 	w.started = true
 	if d := w.a.d.Delay; d > 0 {
+		w.s.counts.delayed.Add(1)
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -83,6 +85,7 @@ func (w *faultWriter) WriteHeader(status int) {
 		if err == nil {
 			_ = conn.Close()
 			w.dropped = true
+			w.s.counts.dropped.Add(1)
 			w.s.log.InfoContext(w.ctx, "fault", "kind", "drop", "route", w.route, "key", w.key, "status", status)
 			return
 		}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,12 +36,11 @@ var ErrNoDB = errors.New("paysvc: Config.DB is required")
 
 // Service is the provider: its HTTP API over the caller's pool. Safe for concurrent use.
 type Service struct {
-	db        *pgxpool.Pool
-	faults    Faults
-	log       *slog.Logger
-	mw        *dedupehttp.Middleware
-	charges   atomic.Uint64 // arrivals at POST /charges
-	notifieds atomic.Uint64 // arrivals at POST /notifications
+	db     *pgxpool.Pool
+	faults Faults
+	log    *slog.Logger
+	mw     *dedupehttp.Middleware
+	counts faultCounters
 }
 
 // New checks cfg and returns the service; it does no I/O.
@@ -78,11 +76,12 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// The middleware wraps each route's handler, so the key's scope is the route pattern and
 	// a key used for a charge and for a notification never collide.
-	mux.Handle(RouteCharges, s.faulty(RouteCharges, &s.charges, s.mw.Required(http.HandlerFunc(s.createCharge))))
-	mux.Handle(RouteNotifications, s.countArrival(s.faulty(RouteNotifications, &s.notifieds,
+	mux.Handle(RouteCharges, s.faulty(RouteCharges, &s.counts.charges, s.mw.Required(http.HandlerFunc(s.createCharge))))
+	mux.Handle(RouteNotifications, s.countArrival(s.faulty(RouteNotifications, &s.counts.notifications,
 		s.mw.Required(http.HandlerFunc(s.receiveNotification)))))
 	mux.HandleFunc("GET /charges", s.listCharges)
 	mux.HandleFunc("GET /stats", s.stats)
+	mux.HandleFunc("GET /faults", s.faultCounts)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return mux
 }
