@@ -24,12 +24,12 @@ func TestClientAgainstFaultyProvider(t *testing.T) {
 	t.Parallel()
 	const refs, workers, maxAttempts = 40, 4, 100
 	p := newProvider(t, paysvc.Config{Faults: paysvc.Faults{
-		FailBeforeCharge: 0.25, DropAfterCommit: 0.25, Slow: 0.1, SlowDelay: 400 * time.Millisecond,
+		FailBeforeCharge: 0.25, DropAfterCommit: 0.25, Slow: 0.1, SlowDelay: 1500 * time.Millisecond,
 		Decline: 0.2, Seed: 1,
 	}})
 	// A fresh connection per call: on a reused keep-alive connection net/http itself re-sends
 	// a keyed POST whose answer was dropped, and the caller would never see the EOF.
-	c, err := payclient.New(payclient.Config{BaseURL: p.url, Timeout: 250 * time.Millisecond,
+	c, err := payclient.New(payclient.Config{BaseURL: p.url, Timeout: time.Second,
 		HTTPClient: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}})
 	require.NoError(t, err)
 

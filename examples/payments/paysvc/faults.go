@@ -102,12 +102,6 @@ func (f Faults) validate() error {
 	return nil
 }
 
-// Any reports whether any fault can fire.
-func (f Faults) Any() bool {
-	return f.Decide != nil || f.FailBeforeCharge > 0 || f.DropAfterCommit > 0 || f.Slow > 0 ||
-		f.Decline > 0 || f.NotifyFail > 0
-}
-
 // decide returns the Decision for a.
 func (f Faults) decide(a Attempt) Decision {
 	if f.Decide != nil {
