@@ -33,10 +33,11 @@ func arrivalFrom(ctx context.Context) *arrival {
 // Fail, and otherwise serves next through a writer that delays or drops the answer.
 func (s *Service) faulty(route string, counter *atomic.Uint64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := &arrival{d: s.faults.decide(Attempt{Route: route, Key: headerKey(r), N: counter.Add(1)})}
+		key := headerKey(r)
+		a := &arrival{d: s.faults.decide(Attempt{Route: route, Key: key, N: counter.Add(1)})}
 		if a.d.Fail {
 			s.counts.failed.Add(1)
-			s.log.InfoContext(r.Context(), "fault", "kind", "fail", "route", route, "key", headerKey(r))
+			s.log.InfoContext(r.Context(), "fault", "kind", "fail", "route", route, "key", key)
 			w.Header().Set("Retry-After", "1")
 			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "Provider unavailable",
 				"Nothing was done. Retry with the same Idempotency-Key.")
@@ -46,7 +47,7 @@ func (s *Service) faulty(route string, counter *atomic.Uint64, next http.Handler
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), arrivalKey{}, a)))
 			return
 		}
-		fw := &faultWriter{ResponseWriter: w, ctx: r.Context(), a: a, s: s, route: route, key: headerKey(r)}
+		fw := &faultWriter{ResponseWriter: w, gone: r.Context().Done(), a: a, s: s, route: route, key: key}
 		next.ServeHTTP(fw, r.WithContext(context.WithValue(r.Context(), arrivalKey{}, a)))
 	})
 }
@@ -55,7 +56,7 @@ func (s *Service) faulty(route string, counter *atomic.Uint64, next http.Handler
 // connection instead of sending it.
 type faultWriter struct {
 	http.ResponseWriter
-	ctx        context.Context
+	gone       <-chan struct{} // the client went away (the request's context is done)
 	a          *arrival
 	s          *Service
 	route, key string
@@ -73,7 +74,7 @@ func (w *faultWriter) WriteHeader(status int) {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-w.ctx.Done():
+		case <-w.gone:
 			t.Stop()
 		}
 	}
@@ -86,11 +87,11 @@ func (w *faultWriter) WriteHeader(status int) {
 			_ = conn.Close()
 			w.dropped = true
 			w.s.counts.dropped.Add(1)
-			w.s.log.InfoContext(w.ctx, "fault", "kind", "drop", "route", w.route, "key", w.key, "status", status)
+			w.s.log.Info("fault", "kind", "drop", "route", w.route, "key", w.key, "status", status)
 			return
 		}
 		// HTTP/2 cannot be hijacked: answer normally rather than pretend.
-		w.s.log.WarnContext(w.ctx, "fault: cannot drop the connection", "error", err)
+		w.s.log.Warn("fault: cannot drop the connection", "error", err)
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
