@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS declines;
+DROP TABLE IF EXISTS charges;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS notification_arrivals;
+DROP TABLE IF EXISTS notifications;
