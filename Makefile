@@ -3,9 +3,10 @@
 SHELL := /bin/bash
 GO ?= go
 # Each Go module in the repository; integration/ is its own module so that its test-only
-# dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod, and
-# otelpgonce/ so that the core does not depend on OpenTelemetry.
-MODULES := . integration otelpgonce
+# dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod,
+# otelpgonce/ so that the core does not depend on OpenTelemetry, and examples/ so that the
+# example services' own dependencies (River, through delivery/) stay out of it too.
+MODULES := . examples integration otelpgonce
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 

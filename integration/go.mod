@@ -54,6 +54,7 @@ require (
 	github.com/moby/term v0.5.2 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
+	github.com/pgonce/pgonce/examples v0.0.0
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/shirou/gopsutil/v4 v4.26.6 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
@@ -75,3 +76,5 @@ require (
 
 // The toolkit under test is always the one in this repository.
 replace github.com/pgonce/pgonce => ../
+
+replace github.com/pgonce/pgonce/examples => ../examples
