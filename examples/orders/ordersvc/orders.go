@@ -41,6 +41,9 @@ type OrderRequest struct {
 	CustomerID string `json:"customer_id"`
 	SKU        string `json:"sku"`
 	Quantity   int    `json:"quantity"`
+	// Card is the payment token charged in the paid checkout (Config.Payments); default
+	// "tok_visa". Ignored without a payment provider.
+	Card string `json:"card,omitempty"`
 }
 
 // MaxQuantity bounds one order.
@@ -58,6 +61,8 @@ func (o OrderRequest) validate() error {
 		return errors.New("sku must not contain a NUL character")
 	case o.Quantity < 1 || o.Quantity > MaxQuantity:
 		return fmt.Errorf("quantity must be 1 to %d", MaxQuantity)
+	case len(o.Card) > 64 || !storable(o.Card):
+		return errors.New("card must be at most 64 bytes, without a NUL character")
 	}
 	return nil
 }

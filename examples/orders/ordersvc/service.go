@@ -16,6 +16,8 @@ import (
 
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/dedupe/dedupehttp"
+	"github.com/pgonce/pgonce/examples/payments/payclient"
+	"github.com/pgonce/pgonce/flow"
 	"github.com/pgonce/pgonce/redisguard"
 )
 
@@ -51,6 +53,23 @@ type Config struct {
 	// free). Use it for work that must commit with the order, such as an outbox event; the
 	// soak test uses it to inject failures.
 	AfterOrder func(ctx context.Context, r *http.Request, tx pgx.Tx, o Order) error
+
+	// Payments, when set, makes POST /orders a paid checkout: a phased request (package
+	// flow) that reserves the stock, charges this payment provider with a key derived from
+	// the request, then confirms the order (or, after a decline, gives the stock back and
+	// answers 402). A crash between the steps is resumed by the next retry or by the
+	// completer this service runs. Without it an order is one local transaction, as before
+	// (AfterOrder and the Redis guard apply to that path only).
+	Payments *payclient.Client
+	// Notify, when set with Payments, enqueues the order-confirmed notification inside the
+	// confirming transaction (the transactional outbox; delivery.Client.EnqueueTx).
+	Notify func(ctx context.Context, tx pgx.Tx, key string, body []byte) error
+	// Lease is the paid checkout's lease (flow.Options.Lease); default 5s. A request whose
+	// instance died is taken over once it runs out.
+	Lease time.Duration
+	// CompleteEvery is how often the completer looks for requests whose lease ran out;
+	// default 1s. Negative: no completer in this instance.
+	CompleteEvery time.Duration
 }
 
 // Service is the order service: its HTTP API and its background jobs.
@@ -63,6 +82,10 @@ type Service struct {
 	instance string
 	after    func(context.Context, *http.Request, pgx.Tx, Order) error
 	closers  []func()
+
+	payments *payclient.Client // nil: orders are one local transaction
+	notify   func(context.Context, pgx.Tx, string, []byte) error
+	flows    *flow.Runner
 }
 
 // Open connects to PostgreSQL (and Redis), applies the migrations and returns the service.
@@ -117,6 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		runner = guard.Wrap(s.dedupe)
 	}
+	if cfg.Payments != nil {
+		if err := s.startCheckout(cfg); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.mw, err = dedupehttp.New(dedupehttp.Config{
 		DB:     s.pool,
 		Runner: runner,
@@ -128,6 +157,40 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	return s, nil
 }
+
+// startCheckout sets up the paid checkout's flow runner and starts its completer, which
+// Close stops.
+func (s *Service) startCheckout(cfg Config) error {
+	s.payments, s.notify = cfg.Payments, cfg.Notify
+	var err error
+	s.flows, err = flow.New(s.pool, []flow.Flow{s.checkoutFlow()}, &flow.Options{
+		Lease: cmp.Or(cfg.Lease, 5*time.Second),
+		OnReconcile: func(ctx context.Context, p flow.Pending) {
+			s.log.ErrorContext(ctx, "checkout needs reconciliation", "key_hash", dedupe.KeyHash(p.Key), "recovery_point", p.RecoveryPoint)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	every := cmp.Or(cfg.CompleteEvery, time.Second)
+	if every < 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.flows.RunCompleter(ctx, every, func(err error) {
+			s.log.WarnContext(ctx, "completer round failed", "error", err)
+		})
+	}()
+	// Closers run last first: the completer stops before the pool closes.
+	s.closers = append(s.closers, func() { cancel(); <-done })
+	return nil
+}
+
+// Flows is the paid checkout's flow runner, nil without Config.Payments (for tests and tools).
+func (s *Service) Flows() *flow.Runner { return s.flows }
 
 // Close releases the service's connections.
 func (s *Service) Close() {
@@ -146,7 +209,11 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// The middleware wraps the route's handler (not the whole mux), so the key's scope
 	// is the route pattern: "POST /orders".
-	mux.Handle("POST /orders", s.mw.Required(http.HandlerFunc(s.createOrder)))
+	if s.flows != nil {
+		mux.HandleFunc("POST /orders", s.checkout)
+	} else {
+		mux.Handle("POST /orders", s.mw.Required(http.HandlerFunc(s.createOrder)))
+	}
 	mux.HandleFunc("GET /orders/{id}", s.getOrder)
 	mux.HandleFunc("GET /products/{sku}", s.getProduct)
 	mux.HandleFunc("GET /healthz", s.healthz)
