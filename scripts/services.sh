@@ -20,6 +20,8 @@ PG_ROLE=dedupe
 PG_PASSWORD=dedupe
 PG_TEST_DB=dedupe_test
 PG_DEMO_DB=dedupe_demo
+# The demo's payment provider (examples/payments) keeps its own database, as a real one would.
+PG_PAYMENTS_DB=payments_demo
 REDIS_PORT=6379
 # Enough for parallel test packages that each open pools of 16-32 connections.
 PG_MAX_CONNECTIONS=400
@@ -97,7 +99,7 @@ BEGIN
 END
 \$\$;
 SQL
-for db in "$PG_TEST_DB" "$PG_DEMO_DB"; do
+for db in "$PG_TEST_DB" "$PG_DEMO_DB" "$PG_PAYMENTS_DB"; do
 	if [ -z "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
 		log "creating database $db"
 		as_postgres createdb -p "$PG_PORT" -O "$PG_ROLE" "$db"
@@ -250,6 +252,7 @@ export DEDUPE_TEST_DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_
 export DEDUPE_TEST_PGBOUNCER_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PGB_PORT/$PG_TEST_DB?sslmode=disable'
 export DEDUPE_TEST_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'
 export DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DEMO_DB?sslmode=disable'
+export PAYMENTS_DATABASE_URL='postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_PAYMENTS_DB?sslmode=disable'
 export REDIS_URL='redis://127.0.0.1:$REDIS_PORT/1'
 export DEDUPE_TEST_REDIS_CLUSTER_ADDRS='$(cluster_addrs | tr ' ' ',')'
 ENV

@@ -6,10 +6,15 @@
 //	orders seed   -sku S -name N -stock N        create or reset a product
 //	orders report [-day 2026-11-21]              build one day's report (default: yesterday, UTC)
 //	orders burst  -targets URL,URL -sku S ...    fire duplicated requests and check the database
+//	orders checkout -targets URL,URL -sku S ...  the same against the paid checkout, checking
+//	                                             the provider's database too
 //
 // Configuration comes from flags or the environment: DATABASE_URL (required), REDIS_URL
 // (optional; without it PostgreSQL alone absorbs duplicates), ADDR (default :8080),
-// MIGRATE_DATABASE_URL (optional; where migrations run, default DATABASE_URL).
+// MIGRATE_DATABASE_URL (optional; where migrations run, default DATABASE_URL), PAYMENTS_URL
+// (optional; the payment provider: POST /orders becomes a paid checkout, see ordersvc.Config),
+// NOTIFY_URL (optional, with PAYMENTS_URL; where order-confirmed notifications are delivered,
+// through the transactional outbox of package delivery).
 //
 // Behind PgBouncer in transaction pooling, point DATABASE_URL at the pooler with a query mode
 // that needs no server-side prepared statements, and MIGRATE_DATABASE_URL at PostgreSQL itself
@@ -55,8 +60,10 @@ func main() {
 		err = report(ctx, args)
 	case "burst":
 		err = burst(ctx, args)
+	case "checkout":
+		err = checkout(ctx, args)
 	default:
-		err = fmt.Errorf("unknown command %q (serve, seed, report, burst)", cmd)
+		err = fmt.Errorf("unknown command %q (serve, seed, report, burst, checkout)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
@@ -84,8 +91,18 @@ func serve(ctx context.Context, args []string) error {
 	addr := fs.String("addr", envOr("ADDR", ":8080"), "listen address (env ADDR)")
 	reportEvery := fs.Duration("report-interval", time.Hour, "how often to try building yesterday's report (0: never)")
 	purgeEvery := fs.Duration("purge-interval", 10*time.Minute, "how often to purge expired idempotency keys (0: never)")
+	paymentsURL := fs.String("payments-url", os.Getenv("PAYMENTS_URL"), "payment provider base URL; makes POST /orders a paid checkout (env PAYMENTS_URL)")
+	notifyURL := fs.String("notify-url", os.Getenv("NOTIFY_URL"), "where order-confirmed notifications go, with -payments-url (env NOTIFY_URL)")
+	lease := fs.Duration("lease", 5*time.Second, "the paid checkout's lease: how soon a dead instance's requests are taken over")
 	_ = fs.Parse(args)
 
+	if *paymentsURL != "" {
+		stopNotify, err := paidCheckout(ctx, &c.cfg, *paymentsURL, *notifyURL, *lease)
+		if err != nil {
+			return err
+		}
+		defer stopNotify()
+	}
 	svc, err := ordersvc.Open(ctx, c.cfg)
 	if err != nil {
 		return err
