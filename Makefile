@@ -4,8 +4,9 @@ SHELL := /bin/bash
 GO ?= go
 # Each Go module in the repository; integration/ is its own module so that its test-only
 # dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod, and
-# otelpgonce/ so that the core does not depend on OpenTelemetry.
-MODULES := . integration otelpgonce
+# otelpgonce/ so that the core does not depend on OpenTelemetry, and delivery/ so that it does not
+# depend on River.
+MODULES := . integration otelpgonce delivery
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 
