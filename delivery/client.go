@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,11 +36,16 @@ import (
 //
 // A Client is safe for concurrent use.
 type Client struct {
-	river *river.Client[pgx.Tx]
-	pool  *pgxpool.Pool
-	cfg   Config
-	w     *worker
-	sql   statements
+	river   *river.Client[pgx.Tx]
+	lockKey int64 // forwardLockKey
+	// stopForward stops the forwarder goroutine; forwarded is closed when it returned.
+	mu          sync.Mutex
+	stopForward context.CancelFunc
+	forwarded   chan struct{}
+	pool        *pgxpool.Pool
+	cfg         Config
+	w           *worker
+	sql         statements
 }
 
 // New returns a Client over pool for cfg (nil: defaults), or an error wrapping
@@ -54,6 +60,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Client, error) {
 		return nil, err
 	}
 	c.sql = newStatements(c.cfg.Schema)
+	c.lockKey = forwardLockKey(c.cfg.Schema)
 	c.w = &worker{c: c}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, c.w); err != nil {
@@ -86,7 +93,29 @@ func (c *Client) Start(ctx context.Context) error {
 	if err := c.river.Start(ctx); err != nil {
 		return fmt.Errorf("delivery: start: %w", err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopForward == nil {
+		fctx, cancel := context.WithCancel(ctx)
+		c.stopForward, c.forwarded = cancel, make(chan struct{})
+		go func() {
+			defer close(c.forwarded)
+			c.forward(fctx)
+		}()
+	}
 	return nil
+}
+
+// stopForwarder stops the forwarder and waits for it.
+func (c *Client) stopForwarder() {
+	c.mu.Lock()
+	stop, done := c.stopForward, c.forwarded
+	c.stopForward = nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
 }
 
 // Stop stops fetching messages and waits for deliveries in flight until ctx is done; then it
@@ -95,6 +124,7 @@ func (c *Client) Start(ctx context.Context) error {
 // When Stop returns nil no goroutine of the Client is left. Stop on a Client that was never
 // started returns nil.
 func (c *Client) Stop(ctx context.Context) error {
+	c.stopForwarder() // returns within one forwarding transaction
 	err := c.river.Stop(ctx)
 	if err == nil || !errors.Is(err, ctx.Err()) {
 		return err

@@ -58,6 +58,10 @@ type Config struct {
 	// FetchPollInterval is how often an idle Client looks for messages without being
 	// notified; default DefaultFetchPollInterval, or DefaultPollOnlyInterval with PollOnly.
 	FetchPollInterval time.Duration
+	// ForwardInterval is how often an idle Client looks for committed messages in the outbox
+	// to hand to its workers (one short transaction); default DefaultForwardInterval. It
+	// bounds the latency the outbox adds when messages are few.
+	ForwardInterval time.Duration
 	// Logger receives River's logs; default River's (warnings and errors to stdout).
 	Logger *slog.Logger
 	// Tracer, when set, is told of every attempt and its outcome.
@@ -101,6 +105,7 @@ func (c *Config) withDefaults() (Config, error) {
 		"MaxRetryAfter": cfg.MaxRetryAfter, "OrderingRecheck": cfg.OrderingRecheck,
 		"RescueAfter": cfg.RescueAfter, "FetchCooldown": cfg.FetchCooldown,
 		"FetchPollInterval": cfg.FetchPollInterval, "DeadRetention": cfg.DeadRetention,
+		"ForwardInterval": cfg.ForwardInterval,
 	} {
 		if d < 0 {
 			return bad("%s is negative", name)
@@ -143,6 +148,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&cfg.RescueAfter, DefaultRescueAfter)
 	def(&cfg.FetchCooldown, DefaultFetchCooldown)
 	def(&cfg.DeadRetention, DefaultDeadRetention)
+	def(&cfg.ForwardInterval, DefaultForwardInterval)
 	if cfg.PollOnly {
 		def(&cfg.FetchPollInterval, DefaultPollOnlyInterval)
 	} else {

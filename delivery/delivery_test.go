@@ -167,7 +167,8 @@ func TestDeadListedAndRedriven(t *testing.T) {
 	dead, err := c.ListDead(ctx, nil)
 	require.NoError(t, err)
 	require.Len(t, dead, 2)
-	assert.Equal(t, ids[0], dead[0].ID)
+	refusedID, exhaustedID := jobID(t, db.Pool, ids[0]), jobID(t, db.Pool, ids[1])
+	assert.Equal(t, refusedID, dead[0].ID)
 	assert.True(t, dead[0].Refused)
 	assert.Equal(t, 1, dead[0].Attempts)
 	assert.Contains(t, dead[0].LastError, "404")
@@ -176,13 +177,13 @@ func TestDeadListedAndRedriven(t *testing.T) {
 	assert.Equal(t, 3, dead[1].Attempts)
 	assert.Contains(t, dead[1].LastError, "500")
 	assert.False(t, dead[1].DiedAt.IsZero())
-	page, err := c.ListDead(ctx, &delivery.ListDeadParams{AfterID: ids[0], Limit: 1})
+	page, err := c.ListDead(ctx, &delivery.ListDeadParams{AfterID: refusedID, Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page, 1)
-	assert.Equal(t, ids[1], page[0].ID)
+	assert.Equal(t, exhaustedID, page[0].ID)
 
 	close(accept)
-	for _, id := range ids {
+	for _, id := range []int64{refusedID, exhaustedID} {
 		require.NoError(t, c.Redrive(ctx, id))
 	}
 	for _, id := range ids {
@@ -191,7 +192,7 @@ func TestDeadListedAndRedriven(t *testing.T) {
 	dead, err = c.ListDead(ctx, nil)
 	require.NoError(t, err)
 	assert.Empty(t, dead)
-	assert.ErrorIs(t, c.Redrive(ctx, ids[0]), delivery.ErrNotDead)
+	assert.ErrorIs(t, c.Redrive(ctx, refusedID), delivery.ErrNotDead)
 	assert.ErrorIs(t, c.Redrive(ctx, 1<<40), delivery.ErrNotFound)
 	for _, r := range rc.requests() {
 		assert.Contains(t, []string{"refused", "exhausted"}, r.Key) // the same key on every attempt
@@ -214,7 +215,7 @@ func TestRedriveGivesFreshAttempts(t *testing.T) {
 	c := startClient(t, db.Pool, cfg)
 	ids := enqueue(t, c, db.Pool, delivery.Message{URL: rc.URL, Key: "k"})
 	waitState(t, db.Pool, ids[0], "discarded")
-	require.NoError(t, c.Redrive(context.Background(), ids[0]))
+	require.NoError(t, c.Redrive(context.Background(), jobID(t, db.Pool, ids[0])))
 	waitState(t, db.Pool, ids[0], "completed")
 	assert.Len(t, rc.requests(), 4)
 }
@@ -233,7 +234,7 @@ func TestEnqueueRolledBack(t *testing.T) {
 		if _, err := tx.Exec(ctx, `INSERT INTO orders VALUES (1)`); err != nil {
 			return err
 		}
-		if _, err := c.EnqueueTx(ctx, tx, delivery.Message{URL: rc.URL, Key: "order-1"}); err != nil {
+		if err := c.EnqueueTx(ctx, tx, delivery.Message{URL: rc.URL, Key: "order-1"}); err != nil {
 			return err
 		}
 		return errBusiness
@@ -241,9 +242,10 @@ func TestEnqueueRolledBack(t *testing.T) {
 	require.ErrorIs(t, err, errBusiness)
 	ids := enqueue(t, c, db.Pool, delivery.Message{URL: rc.URL, Key: "order-2"})
 	waitState(t, db.Pool, ids[0], "completed")
-	var jobs int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job`).Scan(&jobs))
+	var jobs, queued int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM pgonce_delivery_outbox) FROM river_job`).Scan(&jobs, &queued))
 	assert.Equal(t, 1, jobs)
+	assert.Zero(t, queued)
 	for _, r := range rc.requests() {
 		assert.Equal(t, "order-2", r.Key)
 	}
@@ -273,14 +275,13 @@ func TestInvalidMessageRefused(t *testing.T) {
 	} {
 		ctx := context.Background()
 		err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-			_, err := c.EnqueueTx(ctx, tx, m)
-			return err
+			return c.EnqueueTx(ctx, tx, m)
 		})
 		assert.ErrorIs(t, err, delivery.ErrInvalidMessage, name)
 	}
-	var jobs int
-	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM river_job`).Scan(&jobs))
-	assert.Zero(t, jobs)
+	var queued int
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pgonce_delivery_outbox`).Scan(&queued))
+	assert.Zero(t, queued)
 }
 
 func TestConfigValidated(t *testing.T) {

@@ -107,7 +107,7 @@ func TestEndToEndKilledWorker(t *testing.T) {
 	for i := range n {
 		msgs = append(msgs, delivery.Message{URL: rc.URL + "/effects", Key: fmt.Sprintf("msg-%d", i), Body: []byte(`{}`)})
 	}
-	ids := enqueue(t, producer, db.Pool, msgs...)
+	enqueue(t, producer, db.Pool, msgs...)
 
 	worker := exec.Command(os.Args[0], "-test.run=^TestWorkerProcess$")
 	worker.Env = append(os.Environ(), helperEnv+"="+db.URL, helperSchemaEnv+"="+db.Schema)
@@ -124,7 +124,7 @@ func TestEndToEndKilledWorker(t *testing.T) {
 	startClient(t, db.Pool, killConfig(db.Schema))
 	waitFor(t, 3*time.Minute, func() bool {
 		var done int
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'completed' AND id = ANY($1)`, ids).Scan(&done))
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE state = 'completed'`).Scan(&done))
 		return done == n
 	}, "all %d messages delivered", n)
 

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -55,22 +56,29 @@ func startClient(t *testing.T, pool *pgxpool.Pool, cfg *delivery.Config) *delive
 	return c
 }
 
-// enqueue enqueues msgs in one committed transaction and returns their ids.
-func enqueue(t *testing.T, c *delivery.Client, pool *pgxpool.Pool, msgs ...delivery.Message) []int64 {
+// enqueue enqueues msgs in one committed transaction and returns their keys.
+func enqueue(t *testing.T, c *delivery.Client, pool *pgxpool.Pool, msgs ...delivery.Message) []string {
 	t.Helper()
 	ctx := context.Background()
-	var ids []int64
+	var keys []string
 	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for _, m := range msgs {
-			e, err := c.EnqueueTx(ctx, tx, m)
-			if err != nil {
+			if err := c.EnqueueTx(ctx, tx, m); err != nil {
 				return err
 			}
-			ids = append(ids, e.ID)
+			keys = append(keys, m.Key)
 		}
 		return nil
 	}))
-	return ids
+	return keys
+}
+
+// jobID returns the id the message with key got when it was forwarded to the workers.
+func jobID(t *testing.T, pool *pgxpool.Pool, key string) int64 {
+	t.Helper()
+	var id int64
+	require.NoError(t, pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE args->>'key' = $1`, key).Scan(&id))
+	return id
 }
 
 // request is what a receiver saw.
@@ -117,15 +125,19 @@ func (rc *receiver) requests() []request {
 	return append([]request(nil), rc.seen...)
 }
 
-// waitState waits until message id is in state (River's job state), failing after a minute.
-func waitState(t *testing.T, pool *pgxpool.Pool, id int64, state string) {
+// waitState waits until the message with key is in state (River's job state), failing
+// after a minute.
+func waitState(t *testing.T, pool *pgxpool.Pool, key string, state string) {
 	t.Helper()
 	waitFor(t, time.Minute, func() bool {
 		var s string
-		err := pool.QueryRow(context.Background(), `SELECT state FROM river_job WHERE id = $1`, id).Scan(&s)
+		err := pool.QueryRow(context.Background(), `SELECT state FROM river_job WHERE args->>'key' = $1`, key).Scan(&s)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false // still in the outbox
+		}
 		require.NoError(t, err)
 		return s == state
-	}, "message %d to be %s", id, state)
+	}, "message %q to be %s", key, state)
 }
 
 // waitFor polls cond (a database state has no event to wait on) until it holds.

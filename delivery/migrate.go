@@ -18,7 +18,8 @@ type MigrateConfig struct {
 
 // Migrate creates or upgrades River's tables (river_job, river_leader, river_migration,
 // river_queue, river_client, ...) with River's own migrator, then adds the partial index
-// pgonce_delivery_ordering that ordered delivery uses. Each migration runs in its own
+// pgonce_delivery_ordering that ordered delivery uses and the outbox table
+// pgonce_delivery_outbox that EnqueueTx inserts into. Each migration runs in its own
 // transaction and needs no session state, so it also runs through PgBouncer in transaction
 // pooling; but River's migrator takes no lock, so run it from one process at a time (a
 // deploy step), or retry it: a concurrent run fails on River's version table.
@@ -37,8 +38,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg *MigrateConfig) error 
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("delivery: migrate River: %w", err)
 	}
-	if _, err := pool.Exec(ctx, newStatements(schema).orderingIndex); err != nil {
+	st := newStatements(schema)
+	if _, err := pool.Exec(ctx, st.orderingIndex); err != nil {
 		return fmt.Errorf("delivery: migrate: ordering index: %w", err)
+	}
+	if _, err := pool.Exec(ctx, st.outboxTable); err != nil {
+		return fmt.Errorf("delivery: migrate: outbox table: %w", err)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func TestPgBouncerPollOnly(t *testing.T) {
 			dead, err := c.ListDead(ctx, nil)
 			require.NoError(t, err)
 			require.Len(t, dead, 1)
-			require.NoError(t, c.Redrive(ctx, ids[2]))
+			require.NoError(t, c.Redrive(ctx, jobID(t, pool, ids[2])))
 			for _, id := range ids {
 				waitState(t, pool, id, "completed")
 			}

@@ -37,6 +37,7 @@ ON river_job ((args->>'ordering_key'), id) WHERE kind = 'pgonce_delivery' AND ar
 // statements are the constants above with River's table qualified by the Client's schema.
 type statements struct {
 	head, listDead, lockForRedrive, redriveBudget, orderingIndex string
+	outboxTable, outboxInsert, outboxTake                        string
 }
 
 func newStatements(schema string) statements {
@@ -44,10 +45,12 @@ func newStatements(schema string) statements {
 		if schema == "" {
 			return s
 		}
+		s = strings.ReplaceAll(s, " pgonce_delivery_outbox", " "+pgx.Identifier{schema, "pgonce_delivery_outbox"}.Sanitize())
 		return strings.Replace(s, " river_job", " "+pgx.Identifier{schema, "river_job"}.Sanitize(), 1)
 	}
 	return statements{
 		head: q(sqlHead), listDead: q(sqlListDead), lockForRedrive: q(sqlLockForRedrive),
 		redriveBudget: q(sqlRedriveBudget), orderingIndex: q(sqlOrderingIndex),
+		outboxTable: q(sqlOutboxTable), outboxInsert: q(sqlOutboxInsert), outboxTake: q(sqlOutboxTake),
 	}
 }

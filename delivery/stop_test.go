@@ -46,7 +46,7 @@ func TestStoppedMidDelivery(t *testing.T) {
 	require.NoError(t, a.Stop(stopCtx)) // waits 100 ms, then cancels the delivery
 	var state string
 	var attempt int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state, attempt FROM river_job WHERE id = $1`, ids[0]).Scan(&state, &attempt))
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state, attempt FROM river_job WHERE args->>'key' = $1`, ids[0]).Scan(&state, &attempt))
 	assert.Equal(t, "available", state)
 	assert.Equal(t, 0, attempt, "an interrupted attempt is not counted")
 
