@@ -68,6 +68,13 @@ lint:
 bench: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable
 
+## bench-delivery: the delivery module's table (EnqueueTx overhead on a business transaction
+## beside River's InsertTx and hand-written rows; delivery throughput to a no-op and to a dedupehttp
+## receiver beside the receiver alone), about 4 minutes on 2 cores.
+.PHONY: bench-delivery
+bench-delivery: services
+	@$(WITH_SERVICES) && cd delivery && $(GO) run ./internal/cmd/deliverybench -duration 2s
+
 ## failover: only the failover tests (primary + streaming standby, primary killed, standby
 ## promoted), verbose so they print what they measured; `make test` runs them too.
 .PHONY: failover

@@ -79,7 +79,7 @@ const (
 	DefaultOrderingRecheck   = 50 * time.Millisecond
 	DefaultRescueAfter       = 5 * time.Minute
 	DefaultDeadRetention     = 7 * 24 * time.Hour
-	DefaultFetchCooldown     = 2 * time.Millisecond
+	DefaultFetchCooldown     = time.Millisecond
 	DefaultFetchPollInterval = time.Second
 	DefaultPollOnlyInterval  = 100 * time.Millisecond
 )

@@ -21,7 +21,7 @@ import (
 const (
 	sqlOutboxTable = `CREATE TABLE /* pgonce:delivery_outbox_table */ IF NOT EXISTS pgonce_delivery_outbox (
   id bigserial PRIMARY KEY,
-  args jsonb NOT NULL
+  args text NOT NULL -- the message as River job args (JSON); text: no parsing on insert
 )`
 
 	sqlOutboxInsert = `INSERT /* pgonce:delivery_enqueue */ INTO pgonce_delivery_outbox (args) VALUES ($1)`

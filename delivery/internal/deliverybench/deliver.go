@@ -36,6 +36,7 @@ func DeliverCases() []DeliverCase {
 	return []DeliverCase{
 		{ID: "noop", Name: "deliver to a no-op receiver (defaults)"},
 		{ID: "noop-pollonly", Name: "deliver to a no-op receiver, PollOnly", Config: pollOnly},
+		{ID: "noop-100w", Name: "deliver to a no-op receiver, 100 workers", Config: func(c *delivery.Config) { c.Workers = 100 }},
 		{ID: "noop-river-defaults", Name: "deliver to a no-op receiver, River's fetch defaults (100 ms cooldown)", Config: riverDefaults},
 		{ID: "dedupe-direct", Name: "dedupehttp receiver alone (as many HTTP clients as workers)", Dedupe: true, Direct: true},
 		{ID: "dedupe", Name: "deliver to the dedupehttp receiver (defaults)", Dedupe: true},
@@ -113,7 +114,7 @@ func (e *Env) RunDeliver(ctx context.Context, c DeliverCase, n int) (float64, er
 			for i := lo; i < min(lo+1000, n); i++ {
 				m := Message(int64(i))
 				m.URL = srv.URL
-				if _, err := cl.EnqueueTx(ctx, tx, m); err != nil {
+				if err := cl.EnqueueTx(ctx, tx, m); err != nil {
 					return err
 				}
 			}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/pgonce/pgonce/delivery"
 )
@@ -19,8 +23,11 @@ type TxCase struct {
 	// Order runs the realistic order (lock the product FOR UPDATE, decrement its stock,
 	// insert the order) instead of a single INSERT.
 	Order bool
-	// Outbox is how the notification is recorded: "" none, "river" EnqueueTx, "river-poll"
-	// EnqueueTx on a PollOnly client (no NOTIFY), "narrow" a hand-written narrow outbox row.
+	// Outbox is how the notification is recorded: "" none, "enqueue" EnqueueTx (no Client
+	// started), "enqueue-live" EnqueueTx while a started Client forwards and delivers to a
+	// no-op receiver, "river" River's InsertTx (River's default fetch cooldown, which limits
+	// its insert NOTIFYs to one per 100 ms), "river-row" River's job row inserted by hand,
+	// "narrow" a narrow row by hand.
 	Outbox string
 }
 
@@ -34,8 +41,9 @@ func TxCases() []TxCase {
 		}
 		out = append(out,
 			TxCase{ID: shape, Name: name, Order: order},
-			TxCase{ID: shape + "+enqueue", Name: name + " + EnqueueTx", Order: order, Outbox: "river"},
-			TxCase{ID: shape + "+enqueue-pollonly", Name: name + " + EnqueueTx, PollOnly (no NOTIFY)", Order: order, Outbox: "river-poll"},
+			TxCase{ID: shape + "+enqueue", Name: name + " + EnqueueTx", Order: order, Outbox: "enqueue"},
+			TxCase{ID: shape + "+enqueue-live", Name: name + " + EnqueueTx, Client forwarding and delivering", Order: order, Outbox: "enqueue-live"},
+			TxCase{ID: shape + "+river", Name: name + " + River InsertTx", Order: order, Outbox: "river"},
 			TxCase{ID: shape + "+river-row", Name: name + " + River's job row by hand (one INSERT, no NOTIFY)", Order: order, Outbox: "river-row"},
 			TxCase{ID: shape + "+narrow", Name: name + " + narrow outbox row by hand", Order: order, Outbox: "narrow"},
 		)
@@ -54,9 +62,27 @@ func Message(orderID int64) delivery.Message {
 
 // RunTx runs c from clients goroutines for d and returns transactions per second.
 func (e *Env) RunTx(ctx context.Context, c TxCase, clients int, d time.Duration) (float64, error) {
-	cl, err := delivery.New(e.Pool, &delivery.Config{Schema: e.Schema, PollOnly: c.Outbox == "river-poll", Logger: e.Quiet})
+	cl, err := delivery.New(e.Pool, &delivery.Config{Schema: e.Schema, Logger: e.Quiet})
 	if err != nil {
 		return 0, err
+	}
+	rc, err := river.NewClient(riverpgxv5.New(e.Pool), &river.Config{Schema: e.Schema, Logger: e.Quiet})
+	if err != nil {
+		return 0, err
+	}
+	if c.Outbox == "enqueue-live" {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+		defer srv.Close()
+		e.target = srv.URL
+		defer func() { e.target = "" }()
+		if err := cl.Start(ctx); err != nil {
+			return 0, err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			_ = cl.Stop(sctx)
+		}()
 	}
 	var (
 		ops      atomic.Int64
@@ -72,7 +98,7 @@ func (e *Env) RunTx(ctx context.Context, c TxCase, clients int, d time.Duration)
 			defer wg.Done()
 			<-start
 			for time.Now().Before(deadline) {
-				if err := e.tx(ctx, c, cl); err != nil {
+				if err := e.tx(ctx, c, cl, rc); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -86,7 +112,7 @@ func (e *Env) RunTx(ctx context.Context, c TxCase, clients int, d time.Duration)
 	return float64(ops.Load()) / time.Since(t0).Seconds(), firstErr
 }
 
-func (e *Env) tx(ctx context.Context, c TxCase, cl *delivery.Client) error {
+func (e *Env) tx(ctx context.Context, c TxCase, cl *delivery.Client, rc *river.Client[pgx.Tx]) error {
 	return pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
 		product := 1 + rand.IntN(1000)
 		if c.Order {
@@ -103,8 +129,15 @@ func (e *Env) tx(ctx context.Context, c TxCase, cl *delivery.Client) error {
 			return err
 		}
 		switch c.Outbox {
-		case "river", "river-poll":
-			_, err := cl.EnqueueTx(ctx, tx, Message(id))
+		case "enqueue", "enqueue-live":
+			m := Message(id)
+			if e.target != "" {
+				m.URL = e.target
+			}
+			return cl.EnqueueTx(ctx, tx, m)
+		case "river":
+			m := Message(id)
+			_, err := rc.InsertTx(ctx, tx, riverArgs{URL: m.URL, Key: m.Key, Body: m.Body, Header: m.Header}, nil)
 			return err
 		case "river-row":
 			m := Message(id)
@@ -119,3 +152,13 @@ VALUES (jsonb_build_object('url', $1::text, 'key', $2::text, 'body', $3::text), 
 		return nil
 	})
 }
+
+// riverArgs is the message as a River job of another kind (this peer has no worker).
+type riverArgs struct {
+	URL    string              `json:"url"`
+	Key    string              `json:"key"`
+	Body   []byte              `json:"body,omitempty"`
+	Header map[string][]string `json:"header,omitempty"`
+}
+
+func (riverArgs) Kind() string { return "bench_river_insert" }

@@ -36,6 +36,8 @@ type Env struct {
 	URL    string
 	// Quiet is a logger that drops River's logs.
 	Quiet *slog.Logger
+	// target, when set, is the URL the enqueue cells send to (a started Client delivers).
+	target string
 }
 
 // Open creates the schema in the database at baseURL (DEDUPE_TEST_DATABASE_URL) with a pool of
@@ -59,6 +61,6 @@ func Open(ctx context.Context, baseURL string, maxConns int32) (*Env, func(), er
 // Reset empties the tables that grow (River's jobs, orders, outbox, effects, dedupe keys), so
 // that every cell starts from the same table sizes.
 func (e *Env) Reset(ctx context.Context) error {
-	_, err := e.Pool.Exec(ctx, `TRUNCATE river_job, bench_orders, bench_outbox, bench_effects, dedupe_keys`)
+	_, err := e.Pool.Exec(ctx, `TRUNCATE river_job, pgonce_delivery_outbox, bench_orders, bench_outbox, bench_effects, dedupe_keys`)
 	return err
 }

@@ -101,7 +101,7 @@ func run(d time.Duration, rounds int, levels string, messages int, only *regexp.
 	}
 	for _, c := range deliverybench.DeliverCases() {
 		if v, ok := med[c.ID]; ok {
-			fmt.Printf("| %s | %d workers | %.0f | |\n", c.Name, 32, v)
+			fmt.Printf("| %s | | %.0f | |\n", c.Name, v)
 		}
 	}
 	fmt.Printf("\nMedian of %d interleaved rounds; transaction cells %v each, delivery cells %d messages each.\n", rounds, d, messages)
