@@ -4,9 +4,10 @@ SHELL := /bin/bash
 GO ?= go
 # Each Go module in the repository; integration/ is its own module so that its test-only
 # dependencies (testcontainers-go, benchmark peers) stay out of the library's go.mod,
-# otelpgonce/ so that the core does not depend on OpenTelemetry, and examples/ so that the
-# example services' own dependencies (River, through delivery/) stay out of it too.
-MODULES := . examples integration otelpgonce
+# otelpgonce/ so that the core does not depend on OpenTelemetry, delivery/ so that it does not
+# depend on River, and examples/ so that the example services' dependencies (delivery, and so
+# River) stay out of it too.
+MODULES := . delivery examples integration otelpgonce
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 WITH_SERVICES := set -a && . ./.services.env && set +a
 
@@ -67,6 +68,13 @@ lint:
 ## For benchstat: cd integration && go test -run XXX -bench Compare -benchmem -count 6 ./bench
 bench: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable
+
+## bench-delivery: the delivery module's table (EnqueueTx overhead on a business transaction
+## beside River's InsertTx and hand-written rows; delivery throughput to a no-op and to a dedupehttp
+## receiver beside the receiver alone), about 4 minutes on 2 cores.
+.PHONY: bench-delivery
+bench-delivery: services
+	@$(WITH_SERVICES) && cd delivery && $(GO) run ./internal/cmd/deliverybench -duration 2s
 
 ## failover: only the failover tests (primary + streaming standby, primary killed, standby
 ## promoted), verbose so they print what they measured; `make test` runs them too.
