@@ -28,6 +28,7 @@ test: services lint
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=30s
 	@$(MAKE) --no-print-directory soak-pgbouncer SOAK_DURATION=10s
+	@$(MAKE) --no-print-directory soak-checkout SOAK_DURATION=20s
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./dedupe:FuzzFingerprint ./dedupe/dedupehttp:FuzzParseKey ./dedupe/dedupehttp:FuzzMiddleware
@@ -50,6 +51,13 @@ SOAK_QUERY_MODE ?= simple_protocol
 soak-pgbouncer: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 16 \
 		-redis=false -pgbouncer -query-mode $(SOAK_QUERY_MODE)
+
+## soak-checkout: the paid checkout (orders as a flow, a payment provider with faults, the
+## delivery outbox) round after round, an instance restarted and the delivery worker killed in
+## each, checked across both databases.
+.PHONY: soak-checkout
+soak-checkout: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soakcheckout -duration $(SOAK_DURATION)
 
 ## services: make PostgreSQL, PgBouncer and Redis reachable and record their URLs in .services.env.
 services:

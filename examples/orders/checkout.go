@@ -56,7 +56,9 @@ func paidCheckout(ctx context.Context, cfg *ordersvc.Config, paymentsURL, notify
 		pool.Close()
 		return nil, fmt.Errorf("delivery migrations: %w", err)
 	}
-	dc, err := delivery.New(pool, &delivery.Config{Workers: 8})
+	// A SIGKILLed instance leaves the deliveries it held running; River's rescuer hands them
+	// to another instance after RescueAfter, which must outlast the longest delivery.
+	dc, err := delivery.New(pool, &delivery.Config{Workers: 8, RequestTimeout: 5 * time.Second, RescueAfter: 15 * time.Second})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -78,6 +78,7 @@ func (r CheckoutReport) Table() string {
 	row("409 out of stock", r.OutOfStock)
 	row("other answers", r.Other)
 	row("senders that gave up (completer finished)", r.GaveUp)
+	row("requests resumed (retry or completer)", r.Resumed)
 	row("orders confirmed / declined", fmt.Sprintf("%d / %d", r.Confirmed, r.DeclinedOrders))
 	row("orders or requests left unfinished", r.Unsettled)
 	row("charges at the provider", r.Charges)
@@ -289,7 +290,8 @@ func checkCheckout(ctx context.Context, cfg CheckoutConfig, orders, payments *pg
 		return err
 	}
 	var running int
-	if err := orders.QueryRow(ctx, `SELECT count(*) FROM flow_requests WHERE state <> 'finished'`).Scan(&running); err != nil {
+	if err := orders.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state <> 'finished'), count(*) FILTER (WHERE attempts > 1)
+		FROM flow_requests WHERE key LIKE 'checkout-' || $1 || '-%'`, cfg.RunID).Scan(&running, &rep.Resumed); err != nil {
 		return err
 	}
 	rep.Unsettled += running
