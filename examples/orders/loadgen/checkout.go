@@ -54,6 +54,7 @@ type CheckoutReport struct {
 	OrphanCharges, MissingCharge int // charges with no confirmed order; confirmed orders without a charge
 	Notified, DuplicateNotes     int // orders notified at the receiver; orders with more than one effect
 	MissingNotes, NoteArrivals   int // confirmed orders never notified; deliveries that reached the receiver
+	Resumed                      int // requests run more than once: resumed by a retry or taken over by the completer
 	FinalStock, ExpectedStock    int
 	Duration                     time.Duration
 }
