@@ -45,104 +45,123 @@ func generation(t *testing.T, pool *pgxpool.Pool) int64 {
 // The boundary promise of the generations layout: duplicates of keys claimed just before a
 // rotation, sent before and after it, meet the first claim, whether it is still uncommitted
 // when the rotation commits (odd rounds) or committed before it (even rounds). Each round
-// rotates once, then truncates the dead generation while the next round's claims run.
+// rotates once, then truncates the dead generation.
 func TestGenerationsBoundary(t *testing.T) {
 	t.Parallel()
-	const rounds, keys, before, after = 6, 8, 3, 3
-	db := harness.DB(t, &pgtest.Options{MaxConns: keys*(1+before+after) + 4})
+	const rounds = 6
+	db := harness.DB(t, &pgtest.Options{MaxConns: boundaryConns + 4})
 	createOrders(t, db.Pool)
 	d := dedupe.New(&dedupe.Options{Layout: dedupe.LayoutGenerations})
-	pgtest.Warm(t, db.Pool, keys*(1+before+after))
-	ctx := context.Background()
-
+	pgtest.Warm(t, db.Pool, boundaryConns)
 	for round := range rounds {
-		uncommitted := round%2 == 1
-		g0 := generation(t, db.Pool)
-		var calls [keys]atomic.Int64
-		entered := make(chan int, keys*(1+before+after))
-		rotated := make(chan struct{})
-		fn := func(k int, key string) dedupe.Func {
-			ins := insertOrder(&calls[k], key)
-			return func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-				resp, err := ins(ctx, tx)
-				entered <- k
-				if uncommitted {
-					<-rotated // still holding the claim when the rotation commits
-				}
-				return resp, err
-			}
-		}
-		type outcome struct {
-			res dedupe.Result
-			err error
-		}
-		var mu sync.Mutex
-		outcomes := map[int][]outcome{}
-		var wg sync.WaitGroup
-		send := func(start <-chan struct{}, k int) {
-			key := fmt.Sprintf("r%d-k%d", round, k)
-			wg.Go(func() {
-				<-start
-				res, err := d.Do(ctx, db.Pool, dedupe.Request{Scope: "gen", Key: key}, fn(k, key))
-				mu.Lock()
-				outcomes[k] = append(outcomes[k], outcome{res, err})
-				mu.Unlock()
-			})
-		}
-		// First claims and the duplicates sent before the rotation, from one barrier.
-		pre := make(chan struct{})
-		for k := range keys {
-			for range 1 + before {
-				send(pre, k)
-			}
-		}
-		close(pre)
-		for range keys { // every key claimed (in generation g0) before the rotation
-			<-entered
-		}
-		if !uncommitted {
-			waitOutcomes(t, &mu, outcomes, keys, 1+before)
-		}
-		forceDue(t, db.Pool)
-		var rot bool
-		var g int64
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT rotated, generation FROM dedupe_gen_rotate()`).Scan(&rot, &g))
-		require.True(t, rot)
-		require.Equal(t, g0+1, g)
-		post := make(chan struct{})
-		for k := range keys {
-			for range after {
-				send(post, k)
-			}
-		}
-		close(post)
-		if uncommitted {
-			// Every duplicate, from before and after the rotation, waits on its key's lock.
-			waitAdvisoryWaiters(t, db.Pool, keys*(before+after))
-			close(rotated)
-		}
-		wg.Wait()
-		for k := range keys {
-			assert.Equal(t, int64(1), calls[k].Load(), "round %d key %d: executions", round, k)
-			os := outcomes[k]
-			require.Len(t, os, 1+before+after)
-			first := 0
-			for _, o := range os {
-				require.NoError(t, o.err, "round %d key %d", round, k)
-				if !o.res.Replayed() {
-					first++
-				}
-				assert.Equal(t, os[0].res.Response, o.res.Response, "round %d key %d: every duplicate gets the stored response", round, k)
-			}
-			assert.Equal(t, 1, first, "round %d key %d: one first execution", round, k)
-		}
-		// Truncate the dead generation (round-2's keys), as Purge does after rotating.
-		_, err := d.Purge(ctx, db.Pool, 0)
-		require.NoError(t, err)
+		boundaryRound(t, d, db.Pool, round)
 	}
-	assert.Equal(t, rounds*keys, count(t, db.Pool, `SELECT count(*) FROM orders`), "one order per key")
+	assert.Equal(t, rounds*boundaryKeys, count(t, db.Pool, `SELECT count(*) FROM orders`), "one order per key")
 	// Round r claims in generation r and rotates to r+1, which makes generation r-1 dead.
-	assert.Equal(t, keys, count(t, db.Pool, genKeysSQL), "the last round's keys live; older ones were truncated")
+	assert.Equal(t, boundaryKeys, count(t, db.Pool, genKeysSQL), "the last round's keys live; older ones were truncated")
+}
+
+// Per round of TestGenerationsBoundary: keys, and duplicates of each sent before and after the
+// rotation (besides the first claim).
+const (
+	boundaryKeys, boundaryBefore, boundaryAfter = 8, 3, 3
+	boundaryConns                               = boundaryKeys * (1 + boundaryBefore + boundaryAfter)
+)
+
+func boundaryRound(t *testing.T, d *dedupe.Deduper, pool *pgxpool.Pool, round int) {
+	t.Helper()
+	const keys, before, after = boundaryKeys, boundaryBefore, boundaryAfter
+	ctx := context.Background()
+	uncommitted := round%2 == 1
+	g0 := generation(t, pool)
+	var calls [keys]atomic.Int64
+	entered := make(chan int, boundaryConns)
+	rotated := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(rotated) }) }
+	var wg sync.WaitGroup
+	// On a failed require (a broken layout), the held claims still end before the test does.
+	defer wg.Wait()
+	defer release()
+	fn := func(k int, key string) dedupe.Func {
+		ins := insertOrder(&calls[k], key)
+		return func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			resp, err := ins(ctx, tx)
+			entered <- k
+			if uncommitted {
+				<-rotated // still holding the claim when the rotation commits
+			}
+			return resp, err
+		}
+	}
+	type outcome struct {
+		res dedupe.Result
+		err error
+	}
+	var mu sync.Mutex
+	outcomes := map[int][]outcome{}
+	send := func(start <-chan struct{}, k int) {
+		key := fmt.Sprintf("r%d-k%d", round, k)
+		wg.Go(func() {
+			<-start
+			res, err := d.Do(ctx, pool, dedupe.Request{Scope: "gen", Key: key}, fn(k, key))
+			mu.Lock()
+			outcomes[k] = append(outcomes[k], outcome{res, err})
+			mu.Unlock()
+		})
+	}
+	// First claims and the duplicates sent before the rotation, from one barrier.
+	pre := make(chan struct{})
+	for k := range keys {
+		for range 1 + before {
+			send(pre, k)
+		}
+	}
+	close(pre)
+	for range keys { // every key claimed (in generation g0) before the rotation
+		<-entered
+	}
+	if !uncommitted {
+		waitOutcomes(t, &mu, outcomes, keys, 1+before)
+	}
+	forceDue(t, pool)
+	var rot bool
+	var g int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT rotated, generation FROM dedupe_gen_rotate()`).Scan(&rot, &g))
+	require.True(t, rot)
+	require.Equal(t, g0+1, g)
+	post := make(chan struct{})
+	for k := range keys {
+		for range after {
+			send(post, k)
+		}
+	}
+	close(post)
+	if uncommitted {
+		// Every duplicate, from before and after the rotation, waits on its key's lock.
+		// (A broken layout lets a duplicate run fn instead: stop waiting and let the checks
+		// below report it.)
+		waitAdvisoryWaiters(t, pool, keys*(before+after), func() bool { return len(entered) > 0 })
+		release()
+	}
+	wg.Wait()
+	for k := range keys {
+		assert.Equal(t, int64(1), calls[k].Load(), "round %d key %d: executions", round, k)
+		os := outcomes[k]
+		require.Len(t, os, 1+before+after)
+		first := 0
+		for _, o := range os {
+			require.NoError(t, o.err, "round %d key %d", round, k)
+			if !o.res.Replayed() {
+				first++
+			}
+			assert.Equal(t, os[0].res.Response, o.res.Response, "round %d key %d: every duplicate gets the stored response", round, k)
+		}
+		assert.Equal(t, 1, first, "round %d key %d: one first execution", round, k)
+	}
+	// Truncate the dead generation (round-1's keys), as Purge does after rotating.
+	_, err := d.Purge(ctx, pool, 0)
+	require.NoError(t, err)
 }
 
 // waitOutcomes waits until every key has n outcomes.
@@ -164,8 +183,9 @@ func waitOutcomes[T any](t *testing.T, mu *sync.Mutex, m map[int][]T, keys, n in
 	}
 }
 
-// waitAdvisoryWaiters waits until n sessions wait for dedupe's key locks in this database.
-func waitAdvisoryWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
+// waitAdvisoryWaiters waits until n sessions wait for dedupe's key locks in this database, or
+// until stop says there is no point waiting.
+func waitAdvisoryWaiters(t *testing.T, pool *pgxpool.Pool, n int, stop func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -173,7 +193,7 @@ func waitAdvisoryWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
 		require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
 			WHERE locktype = 'advisory' AND NOT granted AND classid = 1886351214 AND objsubid = 2
 			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting))
-		if waiting >= n {
+		if waiting >= n || stop() {
 			return
 		}
 		require.True(t, time.Now().Before(deadline), "%d of %d duplicates waiting", waiting, n)
