@@ -49,11 +49,17 @@ CREATE TABLE dedupe_keys_g2 (LIKE dedupe_keys INCLUDING DEFAULTS INCLUDING CONST
 -- false: an expired key is re-claimed here). It needs READ COMMITTED: the lookups must see
 -- what committed while the advisory lock was awaited. Each statement of a VOLATILE function
 -- takes a fresh snapshot, so the lookups see every claim that held the lock before this one.
--- Only the two live tables are touched (dynamic SQL), so truncating the dead one never waits
--- for, or blocks, a claim.
+--
+-- The three branches are one statement with the table names of the current generation (c)
+-- and the previous one (p) written out: a static statement's plan is cached for the session,
+-- where EXECUTE would parse and plan on every call (measured: about half the throughput), and
+-- only the executed branch locks its tables, so truncating the dead table never waits for, or
+-- blocks, a claim. A live key of the previous generation is returned as it is; otherwise the
+-- key is inserted into the current one, or re-claimed there in place when its row expired.
 CREATE FUNCTION dedupe_gen_claim(p_scope text, p_key text, p_fingerprint bytea, p_ttl_micros bigint)
 RETURNS TABLE (inserted boolean, fingerprint bytea, status integer, headers jsonb, body bytea, expired boolean, life_micros bigint)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
 DECLARE
     g dedupe_generations%ROWTYPE;
 BEGIN
@@ -69,54 +75,108 @@ BEGIN
         RAISE EXCEPTION 'pgonce: TTL of % microseconds exceeds the generations layout''s max_ttl %',
             p_ttl_micros, g.max_ttl USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- %1$I is the current generation, %2$I the previous one. A live key of the previous
-    -- generation is returned as it is; otherwise the key is inserted into the current one, or
-    -- re-claimed there in place when its row has expired.
-    RETURN QUERY EXECUTE format($q$
-WITH p AS (
-    SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at FROM %2$I k
-    WHERE k.scope = $1 AND k.key = $2 AND k.expires_at > clock_timestamp()
-), c AS (
-    INSERT INTO %1$I AS k (scope, key, fingerprint, expires_at)
-    SELECT $1, $2, $3, now() + $4 * interval '1 microsecond' WHERE NOT EXISTS (SELECT FROM p)
-    ON CONFLICT (scope, key) DO UPDATE
-    SET fingerprint = excluded.fingerprint, status = NULL, headers = NULL, body = NULL,
-        created_at = now(), completed_at = NULL, expires_at = excluded.expires_at
-    WHERE k.expires_at <= clock_timestamp()
-    RETURNING k.expires_at
-)
-SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false,
-    (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000000)::bigint FROM c
-UNION ALL
-SELECT false, k.fingerprint, k.status, k.headers, k.body, false,
-    (extract(epoch FROM k.expires_at - clock_timestamp()) * 1000000)::bigint
-FROM %1$I k
-WHERE k.scope = $1 AND k.key = $2 AND NOT EXISTS (SELECT FROM c) AND NOT EXISTS (SELECT FROM p)
-UNION ALL
-SELECT false, p.fingerprint, p.status, p.headers, p.body, false,
-    (extract(epoch FROM p.expires_at - clock_timestamp()) * 1000000)::bigint FROM p$q$,
-        'dedupe_keys_g' || g.current % 3, 'dedupe_keys_g' || (g.current + 2) % 3)
-    USING p_scope, p_key, p_fingerprint, p_ttl_micros;
+    CASE g.current % 3
+    WHEN 0 THEN
+        RETURN QUERY WITH p AS (
+            SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at FROM dedupe_keys_g2 k
+            WHERE k.scope = p_scope AND k.key = p_key AND k.expires_at > clock_timestamp()
+        ), c AS (
+            INSERT INTO dedupe_keys_g0 AS k (scope, key, fingerprint, expires_at)
+            SELECT p_scope, p_key, p_fingerprint, now() + p_ttl_micros * interval '1 microsecond'
+            WHERE NOT EXISTS (SELECT FROM p)
+            ON CONFLICT ON CONSTRAINT dedupe_keys_g0_pkey DO UPDATE
+            SET fingerprint = excluded.fingerprint, status = NULL, headers = NULL, body = NULL,
+                created_at = now(), completed_at = NULL, expires_at = excluded.expires_at
+            WHERE k.expires_at <= clock_timestamp()
+            RETURNING k.expires_at
+        )
+        SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false,
+            (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000000)::bigint FROM c
+        UNION ALL
+        SELECT false, k.fingerprint, k.status, k.headers, k.body, false,
+            (extract(epoch FROM k.expires_at - clock_timestamp()) * 1000000)::bigint
+        FROM dedupe_keys_g0 k
+        WHERE k.scope = p_scope AND k.key = p_key AND NOT EXISTS (SELECT FROM c) AND NOT EXISTS (SELECT FROM p)
+        UNION ALL
+        SELECT false, p.fingerprint, p.status, p.headers, p.body, false,
+            (extract(epoch FROM p.expires_at - clock_timestamp()) * 1000000)::bigint FROM p;
+    WHEN 1 THEN
+        RETURN QUERY WITH p AS (
+            SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at FROM dedupe_keys_g0 k
+            WHERE k.scope = p_scope AND k.key = p_key AND k.expires_at > clock_timestamp()
+        ), c AS (
+            INSERT INTO dedupe_keys_g1 AS k (scope, key, fingerprint, expires_at)
+            SELECT p_scope, p_key, p_fingerprint, now() + p_ttl_micros * interval '1 microsecond'
+            WHERE NOT EXISTS (SELECT FROM p)
+            ON CONFLICT ON CONSTRAINT dedupe_keys_g1_pkey DO UPDATE
+            SET fingerprint = excluded.fingerprint, status = NULL, headers = NULL, body = NULL,
+                created_at = now(), completed_at = NULL, expires_at = excluded.expires_at
+            WHERE k.expires_at <= clock_timestamp()
+            RETURNING k.expires_at
+        )
+        SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false,
+            (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000000)::bigint FROM c
+        UNION ALL
+        SELECT false, k.fingerprint, k.status, k.headers, k.body, false,
+            (extract(epoch FROM k.expires_at - clock_timestamp()) * 1000000)::bigint
+        FROM dedupe_keys_g1 k
+        WHERE k.scope = p_scope AND k.key = p_key AND NOT EXISTS (SELECT FROM c) AND NOT EXISTS (SELECT FROM p)
+        UNION ALL
+        SELECT false, p.fingerprint, p.status, p.headers, p.body, false,
+            (extract(epoch FROM p.expires_at - clock_timestamp()) * 1000000)::bigint FROM p;
+    ELSE
+        RETURN QUERY WITH p AS (
+            SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at FROM dedupe_keys_g1 k
+            WHERE k.scope = p_scope AND k.key = p_key AND k.expires_at > clock_timestamp()
+        ), c AS (
+            INSERT INTO dedupe_keys_g2 AS k (scope, key, fingerprint, expires_at)
+            SELECT p_scope, p_key, p_fingerprint, now() + p_ttl_micros * interval '1 microsecond'
+            WHERE NOT EXISTS (SELECT FROM p)
+            ON CONFLICT ON CONSTRAINT dedupe_keys_g2_pkey DO UPDATE
+            SET fingerprint = excluded.fingerprint, status = NULL, headers = NULL, body = NULL,
+                created_at = now(), completed_at = NULL, expires_at = excluded.expires_at
+            WHERE k.expires_at <= clock_timestamp()
+            RETURNING k.expires_at
+        )
+        SELECT true, NULL::bytea, NULL::integer, NULL::jsonb, NULL::bytea, false,
+            (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000000)::bigint FROM c
+        UNION ALL
+        SELECT false, k.fingerprint, k.status, k.headers, k.body, false,
+            (extract(epoch FROM k.expires_at - clock_timestamp()) * 1000000)::bigint
+        FROM dedupe_keys_g2 k
+        WHERE k.scope = p_scope AND k.key = p_key AND NOT EXISTS (SELECT FROM c) AND NOT EXISTS (SELECT FROM p)
+        UNION ALL
+        SELECT false, p.fingerprint, p.status, p.headers, p.body, false,
+            (extract(epoch FROM p.expires_at - clock_timestamp()) * 1000000)::bigint FROM p;
+    END CASE;
 END
 $fn$;
 
 -- dedupe_gen_store stores the response of the key the calling transaction claimed, in the
--- generation where the claim put it (the current one, or an older one when a rotation came
--- in between). It returns one row when it stored, none when the claimed row is gone.
+-- generation where the claim put it: the current one, or an older one when a rotation came
+-- in between. It returns one row when it stored, none when the claimed row is gone.
 CREATE FUNCTION dedupe_gen_store(p_scope text, p_key text, p_status integer, p_headers jsonb, p_body bytea)
 RETURNS SETOF boolean
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
 DECLARE
     g bigint;
-    n bigint;
 BEGIN
     SELECT current INTO g FROM dedupe_generations;
+    -- The current generation first, then the previous one, then the oldest.
     FOR i IN 0..2 LOOP
-        EXECUTE format('UPDATE %I SET status = $3, headers = $4, body = $5, completed_at = now()
-WHERE scope = $1 AND key = $2 AND status IS NULL', 'dedupe_keys_g' || (g + 3 - i) % 3)
-        USING p_scope, p_key, p_status, p_headers, p_body;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n > 0 THEN
+        CASE (g + 3 - i) % 3
+        WHEN 0 THEN
+            UPDATE dedupe_keys_g0 k SET status = p_status, headers = p_headers, body = p_body, completed_at = now()
+            WHERE k.scope = p_scope AND k.key = p_key AND k.status IS NULL;
+        WHEN 1 THEN
+            UPDATE dedupe_keys_g1 k SET status = p_status, headers = p_headers, body = p_body, completed_at = now()
+            WHERE k.scope = p_scope AND k.key = p_key AND k.status IS NULL;
+        ELSE
+            UPDATE dedupe_keys_g2 k SET status = p_status, headers = p_headers, body = p_body, completed_at = now()
+            WHERE k.scope = p_scope AND k.key = p_key AND k.status IS NULL;
+        END CASE;
+        IF FOUND THEN
             RETURN NEXT true;
             RETURN;
         END IF;
