@@ -28,6 +28,7 @@ test: services lint
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=30s
 	@$(MAKE) --no-print-directory soak-pgbouncer SOAK_DURATION=10s
+	@$(MAKE) --no-print-directory soak-generations SOAK_DURATION=12s
 	@$(MAKE) --no-print-directory soak-checkout SOAK_DURATION=20s
 
 FUZZTIME ?= 60s
@@ -95,3 +96,19 @@ failover: services
 .PHONY: soak-failover
 soak-failover: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 32 -failover sync
+
+## bench-volume: the dedupe table at volume, default and generations layouts side by side
+## (integration/cmd/benchvolume): claim throughput at 10M keys against an empty table, removing
+## 10M expired keys with writers running, sizes across three fill/expire/purge cycles. About
+## 10 minutes on 2 cores; BENCH_VOLUME_FLAGS="-rows 1000000" for a quicker look.
+.PHONY: bench-volume
+bench-volume: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchvolume $(BENCH_VOLUME_FLAGS)
+
+## soak-generations: the soak on the generations layout of dedupe (rotated twice during the run,
+## the keys of the truncated generation saved for the checker), without Redis so that every
+## request claims in PostgreSQL.
+.PHONY: soak-generations
+soak-generations: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 16 \
+		-redis=false -layout generations

@@ -85,6 +85,10 @@ type Options struct {
 	// TraceKeys puts the idempotency key itself in TraceDoStartData.Key; by default tracers
 	// get only KeyHash.
 	TraceKeys bool
+
+	// Layout chooses the tables that hold the keys; default LayoutTable (dedupe_keys).
+	// LayoutGenerations removes expired keys by truncating whole generations (see Layout).
+	Layout Layout
 }
 
 // Defaults of Options.
@@ -103,7 +107,8 @@ type Deduper struct {
 	opts        Options
 	retry       retry.Policy
 	q           queries
-	lockTimeout string // lock_timeout value for bounded waits, "" when waiting is unbounded
+	lockTimeout string       // lock_timeout value for bounded waits, "" when waiting is unbounded
+	gen         *generations // LayoutGenerations only (layout.go)
 }
 
 // New returns a Deduper with the given options (nil means defaults). It returns no error, unlike
@@ -127,6 +132,9 @@ func New(opts *Options) *Deduper {
 		o.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	d := &Deduper{opts: o, retry: p, q: newQueries(table.Sanitize())}
+	if o.Layout == LayoutGenerations {
+		d.q, d.gen = generationQueries(o.Schema)
+	}
 	if o.LockWait > 0 {
 		d.lockTimeout = lockTimeoutSetting(o.LockWait.Milliseconds())
 	}

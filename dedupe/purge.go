@@ -17,9 +17,15 @@ const DefaultPurgeBatch = 1000
 // own; given a pgx.Tx, all batches belong to that transaction and hold their locks until it
 // ends. Purge stops between batches when ctx is done, returning what it deleted so far and
 // ctx.Err(). Run it from a ticker or a scheduled job; it is safe to run on several nodes.
+//
+// With LayoutGenerations, Purge instead rotates generations when one is due and truncates the
+// one whose keys have all expired, ignoring batchSize; see Layout.
 func (d *Deduper) Purge(ctx context.Context, db Execer, batchSize int) (int64, error) {
 	if db == nil {
 		return 0, ErrNilDB
+	}
+	if d.gen != nil {
+		return d.purgeGenerations(ctx, db)
 	}
 	if batchSize <= 0 {
 		batchSize = DefaultPurgeBatch

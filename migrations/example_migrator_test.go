@@ -37,10 +37,11 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 3, 3 steps
+	// from 0 to 4, 4 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
 	//   applied 0003_flow
-	// from 3 to 3, 0 steps
+	//   applied 0004_dedupe_generations
+	// from 4 to 4, 0 steps
 	// valid: true
 }

@@ -205,6 +205,30 @@ func TestPurgeOnce(t *testing.T) {
 	assert.Contains(t, r.stdout, "purged 0 expired keys")
 }
 
+// purge --layout generations rotates when the generation is due and truncates the dead one.
+func TestPurgeGenerations(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, true)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO dedupe_keys_g1 (scope, key, created_at, expires_at)
+		SELECT 'orders.create', 'k' || i, now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 3) i`)
+	require.NoError(t, err)
+	r := cli(t, db.URL, "purge", "--layout", "generations")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var current, left int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT current, (SELECT count(*) FROM dedupe_keys_g1) FROM dedupe_generations`).Scan(&current, &left))
+	assert.Zero(t, current, "not due")
+	assert.Zero(t, left, "the dead generation was truncated")
+	_, err = db.Pool.Exec(ctx, `UPDATE dedupe_generations SET started_at = '-infinity'`)
+	require.NoError(t, err)
+	r = cli(t, db.URL, "purge", "--layout", "generations")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT current FROM dedupe_generations`).Scan(&current))
+	assert.Equal(t, 1, current, "rotated")
+	r = cli(t, db.URL, "purge", "--layout", "nope")
+	assert.Equal(t, exitUsage, r.code)
+}
+
 // lines is a stdout that hands each write to the test as it happens.
 type lines struct {
 	mu  sync.Mutex

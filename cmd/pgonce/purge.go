@@ -9,18 +9,27 @@ import (
 	"github.com/pgonce/pgonce/dedupe"
 )
 
-const purgeHelp = `purge [--batch N] [--every D] [flags]
+const purgeHelp = `purge [--batch N] [--every D] [--layout table|generations] [flags]
 
 Deletes expired keys, oldest first, in statements of at most N rows that skip rows a request
 holds (dedupe.Purge), and prints how many it deleted. With --every, purges every D until
-SIGINT or SIGTERM and exits 0; a failed run is reported and the next one tried.`
+SIGINT or SIGTERM and exits 0; a failed run is reported and the next one tried.
+
+With --layout generations (dedupe.LayoutGenerations), rotates to the next generation when the
+current one is due and truncates the generation whose keys have all expired; --batch is then
+unused and the count printed is the planner's estimate.`
 
 func (a *app) purge(ctx context.Context, args []string) int {
 	c := a.newCommand("purge", purgeHelp)
 	batch := c.fs.Int("batch", dedupe.DefaultPurgeBatch, "rows deleted per statement")
 	every := c.fs.Duration("every", 0, "purge again every `D` (e.g. 10m) until interrupted; 0: once")
+	layoutName := c.fs.String("layout", "table", "the keys' layout: table (dedupe_keys) or generations")
 	if _, code, ok := a.parse(c, args, 0); !ok {
 		return code
+	}
+	layout, err := dedupe.ParseLayout(*layoutName)
+	if err != nil {
+		return a.usageError(c.name, err.Error(), "")
 	}
 	if *batch <= 0 {
 		return a.usageError(c.name, fmt.Sprintf("--batch must be positive, got %d", *batch), "")
@@ -33,7 +42,7 @@ func (a *app) purge(ctx context.Context, args []string) int {
 		return a.fail(c.name, err)
 	}
 	defer pool.Close()
-	d := dedupe.New(&dedupe.Options{Schema: c.schema})
+	d := dedupe.New(&dedupe.Options{Schema: c.schema, Layout: layout})
 
 	once := func() error {
 		start := time.Now()

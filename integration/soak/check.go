@@ -85,6 +85,13 @@ type dbKey struct {
 //  5. every 201 seen names an order that exists with that key, sku and quantity;
 //  6. stock is never negative and equals the seeded stock minus the orders' quantities.
 func Check(ctx context.Context, pool Querier, rec *Record, skus map[string]int) (Report, error) {
+	return CheckKeysIn(ctx, pool, "dedupe_keys", rec, skus)
+}
+
+// CheckKeysIn is Check reading the stored keys from keys, a table or a parenthesised query
+// with dedupe_keys' columns scope, key, status and body (for the generations layout: its
+// tables, and the keys the soak saved before each truncation).
+func CheckKeysIn(ctx context.Context, pool Querier, keysFrom string, rec *Record, skus map[string]int) (Report, error) {
 	var rep Report
 	prefix := rec.RunID + "-%"
 	orders := map[string][]dbOrder{}
@@ -105,7 +112,7 @@ func Check(ctx context.Context, pool Querier, rec *Record, skus map[string]int) 
 		return rep, err
 	}
 	keys := map[string]dbKey{}
-	rows, err = pool.Query(ctx, `SELECT key, coalesce(status, -1), coalesce(body, '') FROM dedupe_keys WHERE scope = 'POST /orders' AND key LIKE $1`, prefix)
+	rows, err = pool.Query(ctx, `SELECT key, coalesce(status, -1), coalesce(body, '') FROM `+keysFrom+` k WHERE scope = 'POST /orders' AND key LIKE $1`, prefix)
 	if err != nil {
 		return rep, err
 	}

@@ -48,6 +48,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxConns caps the database pool; default 16.
 	MaxConns int32
+	// DedupeLayout and DedupeTTL are the idempotency keys' dedupe.Options.Layout and
+	// dedupe.Options.TTL (defaults: the one-table layout, 24h).
+	DedupeLayout dedupe.Layout
+	DedupeTTL    time.Duration
 	// AfterOrder, when set, runs inside the order's transaction after the order row and the
 	// stock change are written. An error answers 500 and rolls everything back (the key stays
 	// free). Use it for work that must commit with the order, such as an outbox event; the
@@ -111,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("ordersvc: %w", err)
 	}
 	s.closers = append(s.closers, s.pool.Close)
-	s.dedupe = dedupe.New(&dedupe.Options{LockWait: cmp.Or(cfg.LockWait, 5*time.Second)})
+	s.dedupe = dedupe.New(&dedupe.Options{LockWait: cmp.Or(cfg.LockWait, 5*time.Second), Layout: cfg.DedupeLayout, TTL: cfg.DedupeTTL})
 	var runner dedupe.Runner = s.dedupe
 	if cfg.RedisURL != "" {
 		ropts, err := redis.ParseURL(cfg.RedisURL)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/examples/orders/ordersvc"
 	"github.com/pgonce/pgonce/integration/soak"
 	"github.com/pgonce/pgonce/internal/pgtest"
@@ -41,7 +42,13 @@ func main() {
 	queryMode := flag.String("query-mode", "exec", "pgx default_query_exec_mode of the services' pools with -pgbouncer (exec, simple_protocol, describe_exec, cache_describe)")
 	failoverMode := flag.String("failover", "", "sync or async: run on an own primary + standby and fail over mid-run")
 	failoverAfter := flag.Duration("failover-after", 0, "when to kill the primary; default a third of -duration")
+	layoutName := flag.String("layout", "table", "dedupe layout: table, or generations (rotated twice during the run)")
 	flag.Parse()
+	layout, err := dedupe.ParseLayout(*layoutName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	redisURL := ""
@@ -55,7 +62,7 @@ func main() {
 	if *failoverAfter <= 0 {
 		*failoverAfter = *duration / 3
 	}
-	if err := run(ctx, *duration, *clients, *instances, *record, redisURL, mode, *failoverMode, *failoverAfter); err != nil {
+	if err := run(ctx, *duration, *clients, *instances, *record, redisURL, mode, *failoverMode, *failoverAfter, layout); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
@@ -63,9 +70,12 @@ func main() {
 
 // run soaks the services; a non-empty pgbouncerMode puts PgBouncer in front in that query
 // mode, a non-empty failoverMode runs on an own primary and standby and fails over mid-run.
-func run(ctx context.Context, duration time.Duration, clients, instances int, record, redisURL, pgbouncerMode, failoverMode string, failoverAfter time.Duration) error {
+func run(ctx context.Context, duration time.Duration, clients, instances int, record, redisURL, pgbouncerMode, failoverMode string, failoverAfter time.Duration, layout dedupe.Layout) error {
 	if pgbouncerMode != "" && failoverMode != "" {
 		return fmt.Errorf("-pgbouncer and -failover do not go together")
+	}
+	if layout != dedupe.LayoutTable && failoverMode != "" {
+		return fmt.Errorf("-layout generations and -failover do not go together")
 	}
 	base := os.Getenv(pgtest.EnvDatabaseURL)
 	var fo *failover
@@ -87,11 +97,28 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 	defer drop()
 	skus := map[string]int{"plenty": 1_000_000, "scarce": 300}
 	cfg.MaxConns, cfg.RedisURL = 24, redisURL
+	if layout == dedupe.LayoutGenerations {
+		_, cfg.DedupeTTL = genPeriod(duration)
+		cfg.DedupeLayout = layout
+	}
 	in, err := soak.Start(ctx, cfg, instances, skus)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	var rot *rotator
+	stopRotator := func() {}
+	if layout == dedupe.LayoutGenerations {
+		rotCtx, cancel := context.WithCancel(ctx)
+		stopRotator = cancel
+		if rot, err = startRotator(rotCtx, check, duration); err != nil {
+			cancel()
+			return err
+		}
+		defer func() { cancel(); _ = rot.wait() }() // on an early return
+		period, ttl := genPeriod(duration)
+		fmt.Printf("soak: generations layout, rotating every %v (keys' TTL %v)\n", period, ttl)
+	}
 	via := "directly"
 	if pgbouncerMode != "" {
 		via = "through PgBouncer, query mode " + pgbouncerMode
@@ -108,6 +135,18 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 		return err
 	}
 	elapsed := time.Since(start)
+	keysFrom := "dedupe_keys"
+	if rot != nil {
+		stopRotator()
+		if err := rot.wait(); err != nil {
+			return err
+		}
+		fmt.Printf("soak: %d rotations during the run; %d keys saved for the checker before their generation was truncated\n", rot.rotations, rot.saved)
+		if rot.rotations < 2 {
+			return fmt.Errorf("only %d rotations during the run; the soak needs two", rot.rotations)
+		}
+		keysFrom = genKeysFrom
+	}
 	checkPool := check
 	if fo != nil {
 		if err := fo.wait(); err != nil {
@@ -130,7 +169,7 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 			return err
 		}
 	}
-	rep, err := soak.Check(ctx, checkPool, rec, skus)
+	rep, err := soak.CheckKeysIn(ctx, checkPool, keysFrom, rec, skus)
 	if err != nil {
 		return err
 	}
@@ -142,6 +181,9 @@ func run(ctx context.Context, duration time.Duration, clients, instances int, re
 	}
 	if !rep.OK() {
 		return fmt.Errorf("%d invariant violations", len(rep.Violations))
+	}
+	if rep.Created == 0 {
+		return fmt.Errorf("no request created an order: nothing was checked")
 	}
 	return nil
 }

@@ -1,0 +1,144 @@
+// Command benchvolume measures the dedupe table at volume, both layouts side by side (package
+// integration/volume): claim throughput with -rows keys against an empty table, the removal of
+// -rows expired keys with concurrent writers, and sizes across three fill/expire/purge cycles of
+// -cycle-rows keys. `make bench-volume` runs it (about 10 minutes on 2 cores at the defaults).
+// It uses DEDUPE_TEST_DATABASE_URL and schemas of its own, dropped at the end.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/integration/volume"
+	"github.com/pgonce/pgonce/internal/pgtest"
+)
+
+type config struct {
+	rows, cycleRows, rounds, writers int
+	clients                          []int
+	warmup, duration, baseline       time.Duration
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.rows, "rows", 10_000_000, "keys in the full tables, and expired keys removed by one purge")
+	flag.IntVar(&c.cycleRows, "cycle-rows", 1_000_000, "keys per fill/expire/purge cycle (three cycles)")
+	flag.IntVar(&c.rounds, "rounds", 2, "interleaved throughput rounds per cell")
+	flag.IntVar(&c.writers, "writers", 8, "concurrent writers during the purges")
+	levels := flag.String("clients", "8,32", "client counts for claim throughput")
+	flag.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "warm-up before each throughput cell")
+	flag.DurationVar(&c.duration, "duration", 3*time.Second, "measured time per throughput cell and round")
+	flag.DurationVar(&c.baseline, "baseline", 5*time.Second, "writers measured without a purge, before each purge")
+	flag.Parse()
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "benchvolume: bad -clients")
+			os.Exit(2)
+		}
+		c.clients = append(c.clients, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "benchvolume:", err)
+		os.Exit(1)
+	}
+}
+
+// target is one schema and the Deduper that works on it.
+type target struct {
+	name   string
+	schema string
+	d      *dedupe.Deduper
+	layout dedupe.Layout
+}
+
+func run(ctx context.Context, c config) error {
+	base := os.Getenv(pgtest.EnvDatabaseURL)
+	if base == "" {
+		return fmt.Errorf("%s", pgtest.HowTo)
+	}
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "benchvolume [%s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	pcfg, err := pgxpool.ParseConfig(base)
+	if err != nil {
+		return err
+	}
+	pcfg.MaxConns = int32(max(slicesMax(c.clients), c.writers) + 4)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	newTarget := func(name string, layout dedupe.Layout) (*target, func(), error) {
+		db, drop, err := pgtest.Create(ctx, base, "benchvol_"+name, &pgtest.Options{MaxConns: 1})
+		if err != nil {
+			return nil, nil, err
+		}
+		db.Pool.Close()
+		return &target{name: name, schema: db.Schema, layout: layout,
+			d: dedupe.New(&dedupe.Options{Schema: db.Schema, Layout: layout})}, drop, nil
+	}
+	var targets []*target
+	for _, s := range []struct {
+		name   string
+		layout dedupe.Layout
+	}{{"table_empty", dedupe.LayoutTable}, {"table_full", dedupe.LayoutTable}, {"gen_empty", dedupe.LayoutGenerations}, {"gen_full", dedupe.LayoutGenerations}} {
+		t, drop, err := newTarget(s.name, s.layout)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		targets = append(targets, t)
+	}
+	tFull, gFull := targets[1], targets[3]
+
+	logf("filling %s.dedupe_keys with %d expired keys", tFull.schema, c.rows)
+	t0 := time.Now()
+	if err := volume.Fill(ctx, pool, tFull.schema, "dedupe_keys", 1, c.rows, true, true); err != nil {
+		return err
+	}
+	fillTable := time.Since(t0)
+	// Generation 0 is current; its previous generation (table g2) holds the keys, and is the
+	// one the purge phase's rotation makes dead and truncates.
+	logf("filling %s.dedupe_keys_g2 (previous generation) with %d expired keys", gFull.schema, c.rows)
+	t0 = time.Now()
+	if err := volume.Fill(ctx, pool, gFull.schema, "dedupe_keys_g2", 1, c.rows, true, true); err != nil {
+		return err
+	}
+	fillGen := time.Since(t0)
+
+	if err := throughput(ctx, c, pool, targets, logf); err != nil {
+		return err
+	}
+	if err := purges(ctx, c, pool, tFull, gFull, logf); err != nil {
+		return err
+	}
+	if err := cycles(ctx, c, pool, newTarget, logf); err != nil {
+		return err
+	}
+	fmt.Printf("\nFills (set-up, not a result): %d keys into dedupe_keys in %v, into dedupe_keys_g2 in %v (indexes dropped and rebuilt).\n",
+		c.rows, fillTable.Round(time.Second), fillGen.Round(time.Second))
+	fmt.Printf("Whole run: %v.\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+func slicesMax(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/integration/volume"
+)
+
+type logFunc func(format string, args ...any)
+
+// throughput measures claims per second on the four targets in interleaved rounds (each round
+// runs every target once, in an order rotated per round) and prints the side-by-side table.
+func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*target, logf logFunc) error {
+	type cell struct {
+		ops []float64
+		p99 []time.Duration
+	}
+	cells := map[string]*cell{}
+	errs := 0
+	for _, n := range c.clients {
+		for r := range c.rounds {
+			logf("throughput: %d clients, round %d/%d", n, r+1, c.rounds)
+			for i := range targets {
+				t := targets[(i+r)%len(targets)]
+				ops, p99, e := volume.Throughput(ctx, t.d, pool, n, c.warmup, c.duration)
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				errs += e
+				k := fmt.Sprintf("%s/%d", t.name, n)
+				if cells[k] == nil {
+					cells[k] = &cell{}
+				}
+				cells[k].ops = append(cells[k].ops, ops)
+				cells[k].p99 = append(cells[k].p99, p99)
+			}
+		}
+	}
+	mean := func(k string) (float64, time.Duration) {
+		var s float64
+		var p time.Duration
+		for i, o := range cells[k].ops {
+			s += o
+			p += cells[k].p99[i]
+		}
+		n := len(cells[k].ops)
+		return s / float64(n), p / time.Duration(n)
+	}
+	fmt.Printf("\n### Claim throughput: %d keys against an empty table\n\n", c.rows)
+	fmt.Println("| layout | clients | empty: claims/s | empty: p99 ms | full: claims/s | full: p99 ms | full / empty (target >= 0.90) |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
+	for _, layout := range []string{"table", "gen"} {
+		for _, n := range c.clients {
+			e, ep := mean(fmt.Sprintf("%s_empty/%d", layout, n))
+			f, fp := mean(fmt.Sprintf("%s_full/%d", layout, n))
+			fmt.Printf("| %s | %d | %.0f | %.1f | %.0f | %.1f | %.2f |\n", layoutName(layout), n, e, ms(ep), f, ms(fp), f/e)
+		}
+	}
+	fmt.Printf("\n| clients | generations / table, empty | generations / table, full (target >= 0.90) |\n|--:|--:|--:|\n")
+	for _, n := range c.clients {
+		te, _ := mean(fmt.Sprintf("table_empty/%d", n))
+		tf, _ := mean(fmt.Sprintf("table_full/%d", n))
+		ge, _ := mean(fmt.Sprintf("gen_empty/%d", n))
+		gf, _ := mean(fmt.Sprintf("gen_full/%d", n))
+		fmt.Printf("| %d | %.2f | %.2f |\n", n, ge/te, gf/tf)
+	}
+	fmt.Printf("\nEach cell: mean of %d interleaved rounds of %v after %v of warm-up; a claim is dedupe.Do with a new\n"+
+		"random key and a function that writes nothing (errors: %d).\n", c.rounds, c.duration, c.warmup, errs)
+	return nil
+}
+
+func layoutName(s string) string {
+	if s == "gen" {
+		return "generations"
+	}
+	return "table (default)"
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// purgeRun is one purge measured against concurrent writers.
+type purgeRun struct {
+	removed                 int64
+	took                    time.Duration
+	baseP50, baseP99        time.Duration
+	baseN                   int
+	duringP50, duringP99    time.Duration
+	duringMax               time.Duration
+	duringN, errs           int
+	afterP99                time.Duration // the second after the purge, for the instant one
+	wal                     int64         // WAL bytes written during the purge (writers included)
+	purgeStart, purgeFinish time.Time
+}
+
+// measurePurge runs c.writers writers on t, measures them for c.baseline, runs purge, and
+// keeps the writers for one more second.
+func measurePurge(ctx context.Context, c config, pool *pgxpool.Pool, t *target, purge func() (int64, error)) (purgeRun, error) {
+	var r purgeRun
+	stop := make(chan struct{})
+	done := make(chan *volume.Latencies)
+	go func() { done <- volume.Run(ctx, t.d, pool, c.writers, stop) }()
+	begin := time.Now()
+	select {
+	case <-time.After(c.baseline):
+	case <-ctx.Done():
+	}
+	var lsn0, lsn1 string
+	_ = pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn0)
+	r.purgeStart = time.Now()
+	removed, err := purge()
+	r.purgeFinish = time.Now()
+	_ = pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn1)
+	_ = pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::bigint`, lsn1, lsn0).Scan(&r.wal)
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
+	close(stop)
+	l := <-done
+	if err != nil {
+		return r, err
+	}
+	r.removed, r.took, r.errs = removed, r.purgeFinish.Sub(r.purgeStart), l.Errs
+	base := l.Window(begin.Add(c.baseline/5), r.purgeStart) // the first fifth warms up
+	during := l.Window(r.purgeStart, r.purgeFinish)
+	after := l.Window(r.purgeFinish, r.purgeFinish.Add(time.Second))
+	r.baseN, r.duringN = len(base), len(during)
+	r.baseP50, r.baseP99 = volume.Percentile(base, 0.5), volume.Percentile(base, 0.99)
+	r.duringP50, r.duringP99 = volume.Percentile(during, 0.5), volume.Percentile(during, 0.99)
+	r.duringMax = volume.Percentile(during, 1)
+	r.afterP99 = volume.Percentile(after, 0.99)
+	return r, nil
+}
+
+// purges removes the full tables' expired keys: batched DELETE (dedupe.Purge, batches of
+// dedupe.DefaultPurgeBatch as pgonce purge runs it) and a rotation that truncates the dead
+// generation (dedupe.Purge on the generations layout).
+func purges(ctx context.Context, c config, pool *pgxpool.Pool, tFull, gFull *target, logf logFunc) error {
+	logf("purge: %d expired keys by batched DELETE, %d writers", c.rows, c.writers)
+	tr, err := measurePurge(ctx, c, pool, tFull, func() (int64, error) {
+		return tFull.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch)
+	})
+	if err != nil {
+		return err
+	}
+	logf("purge: %d expired keys by rotation and TRUNCATE, %d writers", c.rows, c.writers)
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = '-infinity'`, pgx.Identifier{gFull.schema, "dedupe_generations"}.Sanitize())); err != nil {
+		return err
+	}
+	gr, err := measurePurge(ctx, c, pool, gFull, func() (int64, error) {
+		return gFull.d.Purge(ctx, pool, 0)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n### Removing %d expired keys while %d writers claim new keys\n\n", c.rows, c.writers)
+	fmt.Println("| layout | purge took | keys removed | WAL written | writers without purge: p50 / p99 ms (n) | during purge: p50 / p99 / max ms (n) | p99 during / without |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
+	for _, x := range []struct {
+		name string
+		r    purgeRun
+	}{{"table (default): batched DELETE", tr}, {"generations: rotate + TRUNCATE", gr}} {
+		ratio := "-"
+		if x.r.baseP99 > 0 && x.r.duringN > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(x.r.duringP99)/float64(x.r.baseP99))
+		}
+		fmt.Printf("| %s | %v | %d | %s | %.1f / %.1f (%d) | %.1f / %.1f / %.1f (%d) | %s |\n", x.name, x.r.took.Round(time.Millisecond),
+			x.r.removed, mb(x.r.wal), ms(x.r.baseP50), ms(x.r.baseP99), x.r.baseN, ms(x.r.duringP50), ms(x.r.duringP99), ms(x.r.duringMax), x.r.duringN, ratio)
+	}
+	fmt.Printf("\nWriters: dedupe.Do with new keys on the same table, in a closed loop; \"during\" is every claim in flight at some\n"+
+		"moment of the purge. For the instant purge, the p99 of the second after it: %.1f ms. Keys removed by the\n"+
+		"generations layout is the planner's estimate (pg_class.reltuples). Writer errors: %d, %d.\n", ms(gr.afterP99), tr.errs, gr.errs)
+	return nil
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/(1<<20)) }
+
+// cycles fills, expires and purges -cycle-rows keys three times in fresh schemas of both
+// layouts, and prints the sizes after each fill and each purge.
+func cycles(ctx context.Context, c config, pool *pgxpool.Pool, newTarget func(string, dedupe.Layout) (*target, func(), error), logf logFunc) error {
+	tt, dropT, err := newTarget("table_cycles", dedupe.LayoutTable)
+	if err != nil {
+		return err
+	}
+	defer dropT()
+	gt, dropG, err := newTarget("gen_cycles", dedupe.LayoutGenerations)
+	if err != nil {
+		return err
+	}
+	defer dropG()
+	genTables := []string{"dedupe_keys_g0", "dedupe_keys_g1", "dedupe_keys_g2"}
+	state := pgx.Identifier{gt.schema, "dedupe_generations"}.Sanitize()
+	type row struct {
+		afterFill, afterPurge     volume.Size
+		purge, vacuum             time.Duration
+		gAfterFill, gAfterPurge   volume.Size
+		gPurge                    time.Duration
+		fillTable, fillGeneration time.Duration
+	}
+	var rows []row
+	for cycle := range 3 {
+		var r row
+		from := 1 + cycle*c.cycleRows
+		logf("cycle %d/3: table layout", cycle+1)
+		t0 := time.Now()
+		if err := volume.Fill(ctx, pool, tt.schema, "dedupe_keys", from, c.cycleRows, true, false); err != nil {
+			return err
+		}
+		r.fillTable = time.Since(t0)
+		if r.afterFill, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys"); err != nil {
+			return err
+		}
+		t0 = time.Now()
+		if _, err := tt.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch); err != nil {
+			return err
+		}
+		r.purge = time.Since(t0)
+		// What autovacuum would do after the purge, done at once so the next fill can reuse
+		// the space (without it the table only grows).
+		t0 = time.Now()
+		if _, err := pool.Exec(ctx, "VACUUM "+pgx.Identifier{tt.schema, "dedupe_keys"}.Sanitize()); err != nil {
+			return err
+		}
+		r.vacuum = time.Since(t0)
+		if r.afterPurge, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys"); err != nil {
+			return err
+		}
+
+		logf("cycle %d/3: generations layout", cycle+1)
+		var cur int64
+		if err := pool.QueryRow(ctx, "SELECT current FROM "+state).Scan(&cur); err != nil {
+			return err
+		}
+		t0 = time.Now()
+		if err := volume.Fill(ctx, pool, gt.schema, fmt.Sprintf("dedupe_keys_g%d", cur%3), from, c.cycleRows, true, false); err != nil {
+			return err
+		}
+		r.fillGeneration = time.Since(t0)
+		if r.gAfterFill, err = volume.Sizes(ctx, pool, gt.schema, genTables...); err != nil {
+			return err
+		}
+		// Two rotations make the filled generation dead; the second purge truncates it.
+		t0 = time.Now()
+		for range 2 {
+			if _, err := pool.Exec(ctx, "UPDATE "+state+" SET started_at = '-infinity'"); err != nil {
+				return err
+			}
+			if _, err := gt.d.Purge(ctx, pool, 0); err != nil {
+				return err
+			}
+		}
+		r.gPurge = time.Since(t0)
+		if r.gAfterPurge, err = volume.Sizes(ctx, pool, gt.schema, genTables...); err != nil {
+			return err
+		}
+		rows = append(rows, r)
+	}
+	fmt.Printf("\n### Size across three cycles of filling %d expired keys and purging them\n\n", c.cycleRows)
+	fmt.Println("| cycle | table: after fill (heap + indexes) | table: purge, VACUUM | table: after purge + VACUUM | generations: after fill | generations: purge | generations: after purge |")
+	fmt.Println("|--:|--:|--:|--:|--:|--:|--:|")
+	for i, r := range rows {
+		fmt.Printf("| %d | %s + %s | %v, %v | %s + %s | %s + %s | %v | %s + %s |\n", i+1,
+			mb(r.afterFill.Table), mb(r.afterFill.Indexes), r.purge.Round(time.Millisecond), r.vacuum.Round(time.Millisecond),
+			mb(r.afterPurge.Table), mb(r.afterPurge.Indexes), mb(r.gAfterFill.Table), mb(r.gAfterFill.Indexes),
+			r.gPurge.Round(time.Millisecond), mb(r.gAfterPurge.Table), mb(r.gAfterPurge.Indexes))
+	}
+	fmt.Printf("\nFills go through the indexes (INSERT ... SELECT, random keys), as a service's inserts would. The\n" +
+		"generations layout's sizes are the sum of its three tables; its purge is two forced rotations.\n")
+	return nil
+}
