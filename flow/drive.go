@@ -107,26 +107,17 @@ func (r *Runner) runLocal(ctx context.Context, h *held, st *State, step Step, la
 	return out, fin, nil
 }
 
-// runForeign makes a step's call with no transaction open, then records its outcome in a
-// short transaction of its own.
+// runForeign makes a step's call with no transaction open, then records its outcome: one
+// statement, in autocommit.
 func (r *Runner) runForeign(ctx context.Context, h *held, st *State, step Step) ([]byte, *finish, error) {
 	out, err := step.foreign(ctx, st)
 	fin, ok := finishOf(err)
 	if err != nil && !ok {
 		return nil, nil, err // unknown outcome: nothing is recorded, the call is re-driven
 	}
-	tx, err := r.db.Begin(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	err = r.record(ctx, tx, h, step.name, out, fin)
-	if err == nil {
-		err = tx.Commit(ctx)
-		if r.hooks.afterRecord != nil {
-			err = r.hooks.afterRecord(step.name)
-		}
-	} else {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
+	err = r.record(ctx, r.db, h, step.name, out, fin)
+	if err == nil && r.hooks.afterRecord != nil {
+		err = r.hooks.afterRecord(step.name)
 	}
 	if err == nil || errors.Is(err, ErrLeaseLost) {
 		return out, fin, err
@@ -147,44 +138,46 @@ func (r *Runner) runForeign(ctx context.Context, h *held, st *State, step Step) 
 	return recorded, nil, nil
 }
 
-// record writes a step's outcome in tx: first the fenced change of the request row, which
-// locks it (so a take-over waits for this transaction, or this one finds the fence moved
-// and changes nothing), then the step's output.
-func (r *Runner) record(ctx context.Context, tx pgx.Tx, h *held, step string, out []byte, fin *finish) error {
-	var tag int64
-	if fin != nil {
-		if n := responseSize(fin.resp); n > r.opts.MaxResponseBytes {
-			return fmt.Errorf("%w: %d bytes, the limit is %d", dedupe.ErrResponseTooLarge, n, r.opts.MaxResponseBytes)
-		}
-		headers, err := encodeHeaders(fin.resp.Header)
-		if err != nil {
-			return err
-		}
-		var lifeMicros int64
-		err = tx.QueryRow(ctx, r.q.finish, h.scope, h.key, h.fence, step, fin.resp.Status, headers, bodyOrEmpty(fin.resp.Body), micros(r.opts.TTL)).Scan(&lifeMicros)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrLeaseLost
-		}
-		if err != nil {
-			return err
-		}
-		fin.expiresAt = time.Now().Add(time.Duration(lifeMicros) * time.Microsecond)
-		tag = 1
-	} else {
-		ct, err := tx.Exec(ctx, r.q.advance, h.scope, h.key, h.fence, step, micros(r.opts.Lease))
-		if err != nil {
-			return err
-		}
-		tag = ct.RowsAffected()
-	}
-	if tag != 1 {
-		return ErrLeaseLost
-	}
+// querier is a transaction, or the pool for a statement in autocommit.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// record writes a step's outcome in tx, in one statement: first the fenced change of the
+// request row, which locks it (so a take-over waits for this transaction, or this one finds
+// the fence moved and changes nothing), then the step's output.
+func (r *Runner) record(ctx context.Context, tx querier, h *held, step string, out []byte, fin *finish) error {
 	if out == nil {
 		out = []byte{}
 	}
-	_, err := tx.Exec(ctx, r.q.recordStep, h.scope, h.key, step, out, h.fence)
-	return err
+	if fin == nil {
+		var n int64
+		if err := tx.QueryRow(ctx, r.q.advance, h.scope, h.key, h.fence, step, micros(r.opts.Lease), out).Scan(&n); err != nil {
+			return err
+		}
+		if n != 1 {
+			return ErrLeaseLost
+		}
+		return nil
+	}
+	if n := responseSize(fin.resp); n > r.opts.MaxResponseBytes {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", dedupe.ErrResponseTooLarge, n, r.opts.MaxResponseBytes)
+	}
+	headers, err := encodeHeaders(fin.resp.Header)
+	if err != nil {
+		return err
+	}
+	var lifeMicros int64
+	err = tx.QueryRow(ctx, r.q.finish, h.scope, h.key, h.fence, step, fin.resp.Status, headers,
+		bodyOrEmpty(fin.resp.Body), micros(r.opts.TTL), out).Scan(&lifeMicros)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return err
+	}
+	fin.expiresAt = time.Now().Add(time.Duration(lifeMicros) * time.Microsecond)
+	return nil
 }
 
 // release gives the lease back after a step stopped, so a retry need not wait it out. It

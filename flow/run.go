@@ -50,11 +50,12 @@ type held struct {
 // input is kept with the request and given to every step (State.Input); a retry's input is
 // ignored in favour of the first one's, which the fingerprint should cover.
 //
-// Cost for a new key, per step: a local step is one transaction (BEGIN, its statements, the
-// fenced record of its outcome, COMMIT); a foreign step is its call, then one transaction
-// (BEGIN, the fenced record, COMMIT). The claim is one round trip (two statements pipelined);
-// a replay two. A heartbeat renews the lease every Options.Heartbeat while a step runs. No
-// transaction is open during a call, and none lasts longer than one step.
+// Cost for a new key: the claim, one round trip (two statements pipelined); then per local
+// step one transaction (BEGIN, its statements, one statement recording its outcome behind the
+// fence, COMMIT), per foreign step its call and one statement in autocommit recording the
+// outcome. A replay costs two round trips. A heartbeat renews the lease every
+// Options.Heartbeat while a step runs. No transaction is open during a call, and none lasts
+// longer than one step.
 func (r *Runner) Run(ctx context.Context, flowName string, req dedupe.Request, input []byte) (dedupe.Result, error) {
 	if err := req.Validate(); err != nil {
 		return dedupe.Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)

@@ -12,7 +12,7 @@ import (
 // simple_protocol: the modes for PgBouncer).
 type queries struct {
 	dropExpired, claim, inspect, toReconcile, heartbeat, release string
-	advance, finish, recordStep, readStep, outputs               string
+	advance, finish, readStep, outputs                           string
 	due, dueReconcile, listReconcile, resolve, redrive, purge    string
 }
 
@@ -65,21 +65,38 @@ SET locked_until = now(), updated_at = now()
 WHERE scope = $1 AND key = $2 AND fence = $3 AND state = 'running'`, r),
 
 		// Each state change names the fence it holds: a holder that was taken over changes
-		// nothing. It also renews the lease.
-		advance: fmt.Sprintf(`/* pgonce:flow_advance */ UPDATE %s
-SET recovery_point = $4, locked_until = now() + $5::bigint * interval '1 microsecond', updated_at = now()
-WHERE scope = $1 AND key = $2 AND fence = $3 AND state = 'running'`, r),
+		// nothing. One statement moves the recovery point (renewing the lease) and records the
+		// step's output; it returns how many request rows it changed (0: the lease was lost).
+		// The UPDATE runs first (the INSERT reads its output), so the request row is locked
+		// before anything else is written. A step already recorded (a lost acknowledgement
+		// replayed) is left as it is.
+		advance: fmt.Sprintf(`/* pgonce:flow_advance */ WITH adv AS (
+	UPDATE %[1]s
+	SET recovery_point = $4, locked_until = now() + $5::bigint * interval '1 microsecond', updated_at = now()
+	WHERE scope = $1 AND key = $2 AND fence = $3 AND state = 'running'
+	RETURNING scope, key
+), rec AS (
+	INSERT INTO %[2]s (scope, key, step, output, fence)
+	SELECT scope, key, $4::text, $6::bytea, $3::bigint FROM adv
+	ON CONFLICT (scope, key, step) DO NOTHING
+)
+SELECT count(*) FROM adv`, r, s),
 
-		finish: fmt.Sprintf(`/* pgonce:flow_finish */ UPDATE %s
-SET state = 'finished', recovery_point = $4, status = $5, headers = $6::jsonb, body = $7,
-	locked_until = NULL, updated_at = now(),
-	expires_at = greatest(redrive_until, now() + $8::bigint * interval '1 microsecond')
-WHERE scope = $1 AND key = $2 AND fence = $3 AND state = 'running'
-RETURNING (extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint`, r),
-
-		recordStep: fmt.Sprintf(`/* pgonce:flow_record_step */ INSERT INTO %s (scope, key, step, output, fence)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (scope, key, step) DO NOTHING`, s),
+		// The same for the step that finishes the request, storing its response; it returns
+		// the request's remaining life, or no row when the lease was lost.
+		finish: fmt.Sprintf(`/* pgonce:flow_finish */ WITH fin AS (
+	UPDATE %[1]s
+	SET state = 'finished', recovery_point = $4, status = $5, headers = $6::jsonb, body = $7,
+		locked_until = NULL, updated_at = now(),
+		expires_at = greatest(redrive_until, now() + $8::bigint * interval '1 microsecond')
+	WHERE scope = $1 AND key = $2 AND fence = $3 AND state = 'running'
+	RETURNING scope, key, expires_at
+), rec AS (
+	INSERT INTO %[2]s (scope, key, step, output, fence)
+	SELECT scope, key, $4::text, $9::bytea, $3::bigint FROM fin
+	ON CONFLICT (scope, key, step) DO NOTHING
+)
+SELECT (extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint FROM fin`, r, s),
 
 		readStep: fmt.Sprintf(`/* pgonce:flow_read_step */ SELECT output, fence FROM %s
 WHERE scope = $1 AND key = $2 AND step = $3`, s),
