@@ -86,14 +86,15 @@ func run(warmup, duration time.Duration, rounds int, levels, only string, queue 
 		}
 	}
 	results := map[string]bench.FlowMeasurement{}
-	fmt.Println("| three-step request | clients | requests/s | p50 ms | p99 ms | µs per step | round trips per step | statements per step | client CPU µs per step | provider calls per request |")
-	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Println("| three-step request | clients | requests/s | range over rounds | p50 ms | p99 ms | µs per step | round trips per step | statements per step | client CPU µs per step | provider calls per request |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, c := range cases {
 		for _, n := range clients {
 			id := fmt.Sprintf("%s/%d", c.ID, n)
 			m := median(samples[id])
 			results[id] = m
-			fmt.Printf("| %s | %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f | %.2f |\n", c.Name, n, m.Stats.OpsPerSec(),
+			lo, hi := spread(samples[id])
+			fmt.Printf("| %s | %d | %.0f | %.0f–%.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.0f | %.2f |\n", c.Name, n, m.Stats.OpsPerSec(), lo, hi,
 				ms(m.Stats.P50), ms(m.Stats.P99), us(m.PerStep()), m.RoundTrips/bench.FlowSteps, m.Statements/bench.FlowSteps,
 				us(m.CPU)/bench.FlowSteps, m.Calls)
 		}
@@ -102,7 +103,7 @@ func run(warmup, duration time.Duration, rounds int, levels, only string, queue 
 		"every request a new key. µs per step = clients ÷ requests/s ÷ %d steps (at 1 client: a request's time ÷ %d).\n"+
 		"Round trips and statements: counted by a pgx tracer on the one pool both peers use (DBOS's background polls included).\n"+
 		"DBOS queue mode measured: %v (base polling interval %v).\n", rounds, duration, warmup, bench.FlowSteps, bench.FlowSteps, queue, poll)
-	fmt.Printf("\nflow / DBOS in-process, side by side (%s; target: ahead on both):\n\n", time.Since(start).Round(time.Second))
+	fmt.Printf("\nRatios, side by side in this run (%s); target for flow / DBOS in-process: ahead on both:\n\n", time.Since(start).Round(time.Second))
 	for _, n := range clients {
 		f, okF := results[fmt.Sprintf("flow/%d", n)]
 		d, okD := results[fmt.Sprintf("dbos/%d", n)]
@@ -113,6 +114,14 @@ func run(warmup, duration time.Duration, rounds int, levels, only string, queue 
 		step := float64(d.PerStep()) / float64(f.PerStep())
 		fmt.Printf("- %d clients: throughput flow/DBOS %.2f (%s); cost per step DBOS/flow %.2f (%s); round trips per step %.2f vs %.2f\n",
 			n, thr, verdict(thr), step, verdict(step), f.RoundTrips/bench.FlowSteps, d.RoundTrips/bench.FlowSteps)
+	}
+	for _, n := range clients {
+		f, okF := results[fmt.Sprintf("flow/%d", n)]
+		h, okH := results[fmt.Sprintf("flow-hand/%d", n)]
+		if okF && okH && f.Stats.OpsPerSec() > 0 {
+			fmt.Printf("- %d clients, the proposed statement shape by hand / flow (no target): throughput %.2f, round trips per request %.1f vs %.1f\n",
+				n, h.Stats.OpsPerSec()/f.Stats.OpsPerSec(), h.RoundTrips, f.RoundTrips)
+		}
 	}
 	for _, n := range clients {
 		f, okF := results[fmt.Sprintf("flow/%d", n)]
@@ -174,6 +183,20 @@ func median(ms []bench.FlowMeasurement) bench.FlowMeasurement {
 		return cmp.Compare(a.Stats.OpsPerSec(), b.Stats.OpsPerSec())
 	})
 	return sorted[len(sorted)/2]
+}
+
+// spread returns the lowest and highest throughput of the rounds.
+func spread(ms []bench.FlowMeasurement) (lo, hi float64) {
+	for i, m := range ms {
+		ops := m.Stats.OpsPerSec()
+		if i == 0 || ops < lo {
+			lo = ops
+		}
+		if ops > hi {
+			hi = ops
+		}
+	}
+	return lo, hi
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
