@@ -17,12 +17,13 @@ type FlowCase struct {
 	Do   func(e *FlowEnv) Do
 }
 
-// FlowCases lists the peers in table order: flow, the statement shape proposed for flow
+// FlowCases lists the peers in table order: the bare steps (the floor), flow, the statement shape proposed for flow
 // written by hand (flowhand.go; a reference for what the proposal saves), DBOS in-process (the like-for-like peer:
 // the request runs in the caller's process, as flow's does), DBOS through its queue
 // (reported apart: a queued workflow waits for the queue runner's poll).
 func FlowCases() []FlowCase {
 	return []FlowCase{
+		{ID: "bare", Name: "the three steps bare, no recovery (the floor)", Do: (*FlowEnv).BareDo},
 		{ID: "flow", Name: "pgonce flow (Runner.Run)", Do: (*FlowEnv).FlowDo},
 		{ID: "flow-hand", Name: "flow's tables, proposed statement shape, by hand (reference)", Do: (*FlowEnv).FlowHandDo},
 		{ID: "dbos", Name: "DBOS in-process (RunWorkflow)", Do: (*FlowEnv).DBOSDo},

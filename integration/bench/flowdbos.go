@@ -228,6 +228,29 @@ func (e *FlowEnv) flowConfirm(ctx context.Context, tx pgx.Tx, st *flow.State) ([
 	return nil, flow.Finish(dedupe.Response{Status: http.StatusCreated, Body: []byte(`{"order":` + string(id) + `}`)})
 }
 
+// BareDo runs the three steps with no recovery at all: the insert in one transaction, the
+// call, the update in another. It is the floor under both peers (what the work itself costs,
+// so that each peer's overhead per step can be read off), not an alternative: a crash
+// between two steps loses the request's place, and a retry repeats everything.
+func (e *FlowEnv) BareDo() Do {
+	return func(ctx context.Context, s Send) error {
+		var id int64
+		if err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, insertFlowOrder, s.Key, string(s.Payload)).Scan(&id)
+		}); err != nil {
+			return err
+		}
+		ch, err := e.charge(ctx, "bare-"+s.Key)
+		if err != nil {
+			return err
+		}
+		return pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, confirmFlowOrder, id, string(ch))
+			return err
+		})
+	}
+}
+
 // DBOSInput is the DBOS workflow's input.
 type DBOSInput struct {
 	Key     string `json:"key"`

@@ -26,7 +26,7 @@ func main() {
 	duration := flag.Duration("duration", 2*time.Second, "measured time per cell and round")
 	rounds := flag.Int("rounds", 3, "interleaved rounds per cell; the table shows each cell's median round")
 	levels := flag.String("clients", "1,8,32", "client counts")
-	only := flag.String("only", "", "regexp: run only peers whose id matches (flow, dbos, dbos-queue)")
+	only := flag.String("only", "", "regexp: run only peers whose id matches (bare, flow, flow-hand, dbos, dbos-queue)")
 	poll := flag.Duration("queue-poll", 50*time.Millisecond, "DBOS queue base polling interval (DBOS default 1s), also the queued handle's result poll")
 	queue := flag.Bool("queue", false, "also measure DBOS queue mode (its queue runner then polls every -queue-poll during every peer's cells)")
 	profile := flag.Int("profile", 0, "after the table, run this many requests per peer at 1 client and print each statement's count and mean time per request")
@@ -114,6 +114,15 @@ func run(warmup, duration time.Duration, rounds int, levels, only string, queue 
 		step := float64(d.PerStep()) / float64(f.PerStep())
 		fmt.Printf("- %d clients: throughput flow/DBOS %.2f (%s); cost per step DBOS/flow %.2f (%s); round trips per step %.2f vs %.2f\n",
 			n, thr, verdict(thr), step, verdict(step), f.RoundTrips/bench.FlowSteps, d.RoundTrips/bench.FlowSteps)
+	}
+	for _, n := range clients {
+		b, okB := results[fmt.Sprintf("bare/%d", n)]
+		f, okF := results[fmt.Sprintf("flow/%d", n)]
+		d, okD := results[fmt.Sprintf("dbos/%d", n)]
+		if okB && okF && okD && b.PerStep() > 0 {
+			fmt.Printf("- %d clients, overhead per step over the bare steps (µs): flow %.0f, DBOS %.0f\n",
+				n, us(f.PerStep()-b.PerStep()), us(d.PerStep()-b.PerStep()))
+		}
 	}
 	for _, n := range clients {
 		f, okF := results[fmt.Sprintf("flow/%d", n)]
