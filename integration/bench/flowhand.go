@@ -45,8 +45,10 @@ SET locked_until = now() + $7::bigint * interval '1 microsecond', fence = f.fenc
 WHERE f.state = 'running' AND f.locked_until <= now() AND f.redrive_until > now()
 	AND f.fingerprint = excluded.fingerprint AND f.flow = excluded.flow
 RETURNING f.fence`
-	// Advance and record in one statement: the UPDATE names the fence and locks the row; the
-	// output is inserted only if it changed the row.
+	// Advance and record in one statement: the UPDATE names the fence and locks the row. When
+	// the fence moved, adv is empty, the fence inserted is NULL and the INSERT fails (23502,
+	// not_null_violation): the transaction aborts, so a COMMIT pipelined behind it rolls the
+	// step's writes back instead of committing them without their record.
 	handAdvance = `WITH adv AS (
 	UPDATE flow_requests
 	SET recovery_point = $4, locked_until = now() + $5::bigint * interval '1 microsecond', updated_at = now()
@@ -54,7 +56,7 @@ RETURNING f.fence`
 	RETURNING fence
 )
 INSERT INTO flow_steps (scope, key, step, output, fence)
-SELECT $1, $2, $4, $6, fence FROM adv
+VALUES ($1, $2, $4, $6, (SELECT fence FROM adv))
 ON CONFLICT (scope, key, step) DO NOTHING`
 	handFinish = `WITH fin AS (
 	UPDATE flow_requests
@@ -64,7 +66,7 @@ ON CONFLICT (scope, key, step) DO NOTHING`
 	RETURNING fence
 )
 INSERT INTO flow_steps (scope, key, step, output, fence)
-SELECT $1, $2, $4, '\x'::bytea, fence FROM fin
+VALUES ($1, $2, $4, '\x'::bytea, (SELECT fence FROM fin))
 ON CONFLICT (scope, key, step) DO NOTHING`
 )
 
@@ -140,8 +142,8 @@ func onConn(ctx context.Context, pool *pgxpool.Pool, fn func(c *pgx.Conn) error)
 	return err
 }
 
-// commitWith sends the record statement and COMMIT in one round trip and checks that the
-// record changed the request (the fence held).
+// commitWith sends the record statement and COMMIT in one round trip. A moved fence fails
+// the record (see handAdvance), which turns the COMMIT into a rollback.
 func commitWith(ctx context.Context, c *pgx.Conn, sql string, args ...any) error {
 	b := &pgx.Batch{}
 	var rows int64
