@@ -112,3 +112,11 @@ bench-volume: services
 soak-generations: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/soak -duration $(SOAK_DURATION) -clients 16 \
 		-redis=false -layout generations
+
+## bench-flow: the three-step request (local, foreign, local) through flow and DBOS Transact
+## side by side (integration/cmd/benchflow), then DBOS's queue mode against flow; about 2
+## minutes on 2 cores. For benchstat: cd integration && go test -run XXX -bench FlowVsDBOS ./bench
+.PHONY: bench-flow
+bench-flow: services
+	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchflow -profile 200 && \
+		echo && $(GO) run ./cmd/benchflow -queue -only '^(flow|dbos-queue)$$' -rounds 1
