@@ -14,12 +14,13 @@ import (
 )
 
 // Client enqueues messages in the caller's transactions and, once started, delivers them at
-// least once over HTTP. It is a River client (one queue, one job kind) with a worker that
-// sends each message with its Idempotency-Key and sorts the answers:
+// least once over HTTP. EnqueueTx writes to a narrow outbox table; a started Client forwards
+// committed messages to River (one queue, one job kind), whose workers send each message
+// with its Idempotency-Key and sort the answers:
 //
-//	2xx                          delivered
+//	2xx                           delivered
 //	408, 425, 429, 5xx, no answer retried (Retry-After honoured, else jittered backoff),
-//	                             up to MaxAttempts, then dead
+//	                              up to MaxAttempts, then dead
 //	any other status              dead at once (River's cancelled state)
 //
 // Dead messages are listed by ListDead and re-driven by Redrive. A message whose worker was

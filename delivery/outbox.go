@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -67,8 +68,12 @@ func (c *Client) forward(ctx context.Context) {
 		case <-t.C:
 		}
 		n, err := c.forwardOnce(ctx)
-		if err != nil && ctx.Err() == nil && c.cfg.Logger != nil {
-			c.cfg.Logger.ErrorContext(ctx, "delivery: forwarding the outbox failed; trying again", "error", err)
+		if err != nil && ctx.Err() == nil {
+			log := c.cfg.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.ErrorContext(ctx, "delivery: forwarding the outbox failed; trying again", "error", err)
 		}
 		if n == forwardBatch {
 			t.Reset(0)
