@@ -22,7 +22,7 @@ func TestDeliveredOnce(t *testing.T) {
 	c := startClient(t, db.Pool, fastConfig(db.Schema))
 	ids := enqueue(t, c, db.Pool, delivery.Message{
 		URL: rc.URL + "/hooks", Key: "order-1-confirmed", Body: []byte(`{"order":1}`),
-		Header: map[string][]string{"Content-Type": {"application/json"}},
+		Header: map[string][]string{"content-type": {"application/json"}},
 	})
 	waitState(t, db.Pool, ids[0], "completed")
 	got := rc.requests()
