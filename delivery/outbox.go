@@ -25,6 +25,9 @@ const (
   args text NOT NULL -- the message as River job args (JSON); text: no parsing on insert
 )`
 
+	// An idle forwarder's one round trip per ForwardInterval.
+	sqlOutboxProbe = `SELECT /* pgonce:delivery_outbox_probe */ EXISTS (SELECT 1 FROM pgonce_delivery_outbox)`
+
 	sqlOutboxInsert = `INSERT /* pgonce:delivery_enqueue */ INTO pgonce_delivery_outbox (args) VALUES ($1)`
 
 	// One forwarder at a time (a transaction-level advisory lock, so it works behind a
@@ -85,8 +88,12 @@ func (c *Client) forward(ctx context.Context) {
 
 // forwardOnce moves up to forwardBatch rows in one transaction (BEGIN, DELETE ... RETURNING,
 // COPY into River's job table, COMMIT) and returns how many. It moves none while another
-// forwarder holds the lock.
+// forwarder holds the lock. When the outbox is empty it costs one round trip.
 func (c *Client) forwardOnce(ctx context.Context) (int, error) {
+	var pending bool
+	if err := c.pool.QueryRow(ctx, c.sql.outboxProbe).Scan(&pending); err != nil || !pending {
+		return 0, err
+	}
 	var n int
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, c.sql.outboxTake, forwardBatch, c.lockKey)
