@@ -31,7 +31,7 @@ type Config struct {
 	MaxAttempts int
 	// RetryBase and RetryMax shape the wait before a retry: attempt n waits a random time
 	// between half and all of RetryBase·2^(n-1), capped at RetryMax ("equal jitter"). Defaults
-	// DefaultRetryBase and DefaultRetryMax: with DefaultMaxAttempts, about 15 hours of
+	// DefaultRetryBase and DefaultRetryMax: with DefaultMaxAttempts, 7 to 13 hours of
 	// retries in all, inside a receiver's usual 24-hour key window.
 	RetryBase, RetryMax time.Duration
 	// MaxRetryAfter caps a receiver's Retry-After; default DefaultMaxRetryAfter.
