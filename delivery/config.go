@@ -26,11 +26,12 @@ type Config struct {
 	// default DefaultRequestTimeout. An attempt that runs out is retried.
 	RequestTimeout time.Duration
 	// MaxAttempts bounds the attempts of one message; after the last failed attempt the
-	// message is dead. Default DefaultMaxAttempts.
+	// message is dead. Default DefaultMaxAttempts. It is fixed when a message is forwarded
+	// from the outbox, by whichever started Client forwards it (and renewed by Redrive).
 	MaxAttempts int
 	// RetryBase and RetryMax shape the wait before a retry: attempt n waits a random time
 	// between half and all of RetryBase·2^(n-1), capped at RetryMax ("equal jitter"). Defaults
-	// DefaultRetryBase and DefaultRetryMax: with DefaultMaxAttempts, about 15 hours of
+	// DefaultRetryBase and DefaultRetryMax: with DefaultMaxAttempts, 7 to 13 hours of
 	// retries in all, inside a receiver's usual 24-hour key window.
 	RetryBase, RetryMax time.Duration
 	// MaxRetryAfter caps a receiver's Retry-After; default DefaultMaxRetryAfter.
@@ -59,8 +60,8 @@ type Config struct {
 	// notified; default DefaultFetchPollInterval, or DefaultPollOnlyInterval with PollOnly.
 	FetchPollInterval time.Duration
 	// ForwardInterval is how often an idle Client looks for committed messages in the outbox
-	// to hand to its workers (one short transaction); default DefaultForwardInterval. It
-	// bounds the latency the outbox adds when messages are few.
+	// to hand to its workers (one round trip while the outbox is empty); default
+	// DefaultForwardInterval. It bounds the latency the outbox adds when messages are few.
 	ForwardInterval time.Duration
 	// Logger receives River's logs; default River's (warnings and errors to stdout).
 	Logger *slog.Logger

@@ -72,7 +72,7 @@ func (c *Client) ListDead(ctx context.Context, p *ListDeadParams) ([]DeadMessage
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return nil, fmt.Errorf("delivery: list dead: message %d: %w", d.ID, err)
 		}
-		d.Message = Message{URL: a.URL, Key: a.Key, Body: a.Body, Header: a.Header, OrderingKey: a.OrderingKey}
+		d.Message = Message(a)
 		d.Refused = state == "cancelled"
 		if died != nil {
 			d.DiedAt = *died

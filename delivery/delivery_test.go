@@ -3,7 +3,6 @@ package delivery_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"testing"
@@ -23,7 +22,7 @@ func TestDeliveredOnce(t *testing.T) {
 	c := startClient(t, db.Pool, fastConfig(db.Schema))
 	ids := enqueue(t, c, db.Pool, delivery.Message{
 		URL: rc.URL + "/hooks", Key: "order-1-confirmed", Body: []byte(`{"order":1}`),
-		Header: map[string][]string{"Content-Type": {"application/json"}},
+		Header: map[string][]string{"content-type": {"application/json"}},
 	})
 	waitState(t, db.Pool, ids[0], "completed")
 	got := rc.requests()
@@ -317,7 +316,7 @@ func TestMethod(t *testing.T) {
 	cfg := fastConfig(db.Schema)
 	cfg.Method = "PUT"
 	c := startClient(t, db.Pool, cfg)
-	ids := enqueue(t, c, db.Pool, delivery.Message{URL: rc.URL, Key: fmt.Sprint("put")})
+	ids := enqueue(t, c, db.Pool, delivery.Message{URL: rc.URL, Key: "put"})
 	waitState(t, db.Pool, ids[0], "completed")
 	assert.Equal(t, "PUT", rc.requests()[0].Method)
 }

@@ -63,9 +63,7 @@ func (c *Client) EnqueueTx(ctx context.Context, tx pgx.Tx, msg Message) error {
 	if err := msg.validate(); err != nil {
 		return err
 	}
-	encoded, err := json.Marshal(args{
-		URL: msg.URL, Key: msg.Key, Body: msg.Body, Header: msg.Header, OrderingKey: msg.OrderingKey,
-	})
+	encoded, err := json.Marshal(args(msg))
 	if err != nil {
 		return fmt.Errorf("delivery: enqueue %q: %w", msg.Key, err)
 	}

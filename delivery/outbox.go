@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -23,6 +24,9 @@ const (
   id bigserial PRIMARY KEY,
   args text NOT NULL -- the message as River job args (JSON); text: no parsing on insert
 )`
+
+	// An idle forwarder's one round trip per ForwardInterval.
+	sqlOutboxProbe = `SELECT /* pgonce:delivery_outbox_probe */ EXISTS (SELECT 1 FROM pgonce_delivery_outbox)`
 
 	sqlOutboxInsert = `INSERT /* pgonce:delivery_enqueue */ INTO pgonce_delivery_outbox (args) VALUES ($1)`
 
@@ -67,8 +71,12 @@ func (c *Client) forward(ctx context.Context) {
 		case <-t.C:
 		}
 		n, err := c.forwardOnce(ctx)
-		if err != nil && ctx.Err() == nil && c.cfg.Logger != nil {
-			c.cfg.Logger.ErrorContext(ctx, "delivery: forwarding the outbox failed; trying again", "error", err)
+		if err != nil && ctx.Err() == nil {
+			log := c.cfg.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.ErrorContext(ctx, "delivery: forwarding the outbox failed; trying again", "error", err)
 		}
 		if n == forwardBatch {
 			t.Reset(0)
@@ -80,8 +88,12 @@ func (c *Client) forward(ctx context.Context) {
 
 // forwardOnce moves up to forwardBatch rows in one transaction (BEGIN, DELETE ... RETURNING,
 // COPY into River's job table, COMMIT) and returns how many. It moves none while another
-// forwarder holds the lock.
+// forwarder holds the lock. When the outbox is empty it costs one round trip.
 func (c *Client) forwardOnce(ctx context.Context) (int, error) {
+	var pending bool
+	if err := c.pool.QueryRow(ctx, c.sql.outboxProbe).Scan(&pending); err != nil || !pending {
+		return 0, err
+	}
 	var n int
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, c.sql.outboxTake, forwardBatch, c.lockKey)

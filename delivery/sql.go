@@ -37,7 +37,7 @@ ON river_job ((args->>'ordering_key'), id) WHERE kind = 'pgonce_delivery' AND ar
 // statements are the constants above with River's table qualified by the Client's schema.
 type statements struct {
 	head, listDead, lockForRedrive, redriveBudget, orderingIndex string
-	outboxTable, outboxInsert, outboxTake                        string
+	outboxTable, outboxInsert, outboxTake, outboxProbe           string
 }
 
 func newStatements(schema string) statements {
@@ -52,5 +52,6 @@ func newStatements(schema string) statements {
 		head: q(sqlHead), listDead: q(sqlListDead), lockForRedrive: q(sqlLockForRedrive),
 		redriveBudget: q(sqlRedriveBudget), orderingIndex: q(sqlOrderingIndex),
 		outboxTable: q(sqlOutboxTable), outboxInsert: q(sqlOutboxInsert), outboxTake: q(sqlOutboxTake),
+		outboxProbe: q(sqlOutboxProbe),
 	}
 }

@@ -25,6 +25,7 @@ const (
 	Dead
 )
 
+// String returns the class's name: delivered, retry, dead.
 func (c Class) String() string {
 	switch c {
 	case Delivered:

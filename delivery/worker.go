@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[args]) error {
 		return river.JobCancel(fmt.Errorf("delivery: build request: %w", err))
 	}
 	for name, values := range job.Args.Header {
-		req.Header[name] = values
+		req.Header[textproto.CanonicalMIMEHeaderKey(name)] = values
 	}
 	req.Header.Set("Idempotency-Key", keyHeader(job.Args.Key))
 	resp, err := c.cfg.HTTPClient.Do(req)

@@ -27,6 +27,9 @@ type DeliverCase struct {
 	Direct bool
 	// Config adjusts the Client's configuration (nil: the defaults).
 	Config func(*delivery.Config)
+	// Async gives the Client a pool with synchronous_commit = off (the receiver keeps its
+	// own, synchronous, pool).
+	Async bool
 }
 
 // DeliverCases are the throughput cells.
@@ -37,9 +40,11 @@ func DeliverCases() []DeliverCase {
 		{ID: "noop", Name: "deliver to a no-op receiver (defaults)"},
 		{ID: "noop-pollonly", Name: "deliver to a no-op receiver, PollOnly", Config: pollOnly},
 		{ID: "noop-100w", Name: "deliver to a no-op receiver, 100 workers", Config: func(c *delivery.Config) { c.Workers = 100 }},
+		{ID: "noop-async", Name: "deliver to a no-op receiver, Client pool with synchronous_commit = off", Async: true},
 		{ID: "noop-river-defaults", Name: "deliver to a no-op receiver, River's fetch defaults (100 ms cooldown)", Config: riverDefaults},
 		{ID: "dedupe-direct", Name: "dedupehttp receiver alone (as many HTTP clients as workers)", Dedupe: true, Direct: true},
 		{ID: "dedupe", Name: "deliver to the dedupehttp receiver (defaults)", Dedupe: true},
+		{ID: "dedupe-async", Name: "deliver to the dedupehttp receiver, Client pool with synchronous_commit = off", Dedupe: true, Async: true},
 	}
 }
 
@@ -105,7 +110,11 @@ func (e *Env) RunDeliver(ctx context.Context, c DeliverCase, n int) (float64, er
 	if c.Config != nil {
 		c.Config(cfg)
 	}
-	cl, err := delivery.New(e.Pool, cfg)
+	pool := e.Pool
+	if c.Async {
+		pool = e.AsyncPool
+	}
+	cl, err := delivery.New(pool, cfg)
 	if err != nil {
 		return 0, err
 	}

@@ -36,6 +36,9 @@ type Env struct {
 	URL    string
 	// Quiet is a logger that drops River's logs.
 	Quiet *slog.Logger
+	// AsyncPool reaches the same schema with synchronous_commit = off, for Clients whose own
+	// transactions (fetching, completing, forwarding) need not wait for the WAL flush.
+	AsyncPool *pgxpool.Pool
 	// target, when set, is the URL the enqueue cells send to (a started Client delivers).
 	target string
 }
@@ -55,7 +58,20 @@ func Open(ctx context.Context, baseURL string, maxConns int32) (*Env, func(), er
 		drop()
 		return nil, nil, fmt.Errorf("bench schema: %w", err)
 	}
-	return &Env{Pool: db.Pool, Schema: db.Schema, URL: db.URL, Quiet: slog.New(slog.NewTextHandler(io.Discard, nil))}, drop, nil
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	async, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	env := &Env{Pool: db.Pool, AsyncPool: async, Schema: db.Schema, URL: db.URL, Quiet: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return env, func() { async.Close(); drop() }, nil
 }
 
 // Reset empties the tables that grow (River's jobs, orders, outbox, effects, dedupe keys), so
