@@ -37,9 +37,10 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 2, 2 steps
+	// from 0 to 5, 3 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
-	// from 2 to 2, 0 steps
+	//   applied 0005_dedupe_generations
+	// from 5 to 5, 0 steps
 	// valid: true
 }
