@@ -29,7 +29,8 @@
 // gets its stored response without running the function.
 //
 // The table is created by the migrations package (dedupe_keys). Expired keys are removed by
-// Purge; run it periodically.
+// Purge; run it periodically. At volume, Options.Layout = LayoutGenerations keeps the keys in
+// generations that Purge truncates whole instead of deleting row by row (see Layout).
 //
 // Do and Purge keep no state between transactions and need no server-described parameter
 // types, so they work in every pgx query mode and through PgBouncer in transaction pooling

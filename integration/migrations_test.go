@@ -150,7 +150,7 @@ func TestMigrationsGolangMigrateInterop(t *testing.T) {
 	assert.Zero(t, v, "golang-migrate's nil version (no row)")
 	res, err := m.Up(ctx)
 	require.NoError(t, err)
-	assert.Len(t, res.Steps, int(latestVersion(t)))
+	assert.Len(t, res.Steps, len(migrations.Migrations()))
 	assert.True(t, tableExists(t, &pgtest.DB{Pool: db.Pool, Schema: schema}, "dedupe_keys"))
 
 	// A file that fails under golang-migrate leaves the table dirty; the Migrator refuses.
@@ -216,7 +216,8 @@ func TestMigratorRoundTrips(t *testing.T) {
 	defer pool.Close()
 	m, err := migrations.New(pool, nil)
 	require.NoError(t, err)
-	_, err = m.Migrate(ctx, latestVersion(t)-1)
+	all := migrations.Migrations()
+	_, err = m.Migrate(ctx, all[len(all)-2].Version) // one version short of the latest
 	require.NoError(t, err)
 
 	count := func(f func()) int64 {

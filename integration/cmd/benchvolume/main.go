@@ -26,6 +26,7 @@ type config struct {
 	rows, cycleRows, rounds, writers int
 	clients                          []int
 	warmup, duration, baseline       time.Duration
+	phases, layouts                  map[string]bool
 }
 
 func main() {
@@ -38,7 +39,10 @@ func main() {
 	flag.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "warm-up before each throughput cell")
 	flag.DurationVar(&c.duration, "duration", 3*time.Second, "measured time per throughput cell and round")
 	flag.DurationVar(&c.baseline, "baseline", 5*time.Second, "writers measured without a purge, before each purge")
+	phases := flag.String("phases", "throughput,purge,cycles", "which measurements to run")
+	layouts := flag.String("layouts", "table,generations", "which layouts to measure")
 	flag.Parse()
+	c.phases, c.layouts = set(*phases), set(*layouts)
 	for _, f := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -92,47 +96,69 @@ func run(ctx context.Context, c config) error {
 			d: dedupe.New(&dedupe.Options{Schema: db.Schema, Layout: layout})}, drop, nil
 	}
 	var targets []*target
-	for _, s := range []struct {
-		name   string
-		layout dedupe.Layout
-	}{{"table_empty", dedupe.LayoutTable}, {"table_full", dedupe.LayoutTable}, {"gen_empty", dedupe.LayoutGenerations}, {"gen_full", dedupe.LayoutGenerations}} {
-		t, drop, err := newTarget(s.name, s.layout)
-		if err != nil {
+	var tFull, gFull *target
+	var fills []string
+	if c.phases["throughput"] || c.phases["purge"] {
+		for _, s := range []struct {
+			name   string
+			layout dedupe.Layout
+		}{{"table_empty", dedupe.LayoutTable}, {"table_full", dedupe.LayoutTable}, {"gen_empty", dedupe.LayoutGenerations}, {"gen_full", dedupe.LayoutGenerations}} {
+			if !c.layouts[s.layout.String()] || (!c.phases["throughput"] && strings.HasSuffix(s.name, "_empty")) {
+				continue
+			}
+			t, drop, err := newTarget(s.name, s.layout)
+			if err != nil {
+				return err
+			}
+			defer drop()
+			targets = append(targets, t)
+			if !strings.HasSuffix(s.name, "_full") {
+				continue
+			}
+			// In the generations layout, generation 0 is current; the keys go to its previous
+			// generation (table g2), which the purge phase's rotation makes dead and truncates.
+			table := "dedupe_keys"
+			if s.layout == dedupe.LayoutGenerations {
+				table, gFull = "dedupe_keys_g2", t
+			} else {
+				tFull = t
+			}
+			logf("filling %s.%s with %d expired keys", t.schema, table, c.rows)
+			t0 := time.Now()
+			if err := volume.Fill(ctx, pool, t.schema, table, 1, c.rows, true, true); err != nil {
+				return err
+			}
+			fills = append(fills, fmt.Sprintf("%s in %v", table, time.Since(t0).Round(time.Second)))
+		}
+	}
+	if c.phases["throughput"] {
+		if err := throughput(ctx, c, pool, targets, logf); err != nil {
 			return err
 		}
-		defer drop()
-		targets = append(targets, t)
 	}
-	tFull, gFull := targets[1], targets[3]
-
-	logf("filling %s.dedupe_keys with %d expired keys", tFull.schema, c.rows)
-	t0 := time.Now()
-	if err := volume.Fill(ctx, pool, tFull.schema, "dedupe_keys", 1, c.rows, true, true); err != nil {
-		return err
+	if c.phases["purge"] {
+		if err := purges(ctx, c, pool, tFull, gFull, logf); err != nil {
+			return err
+		}
 	}
-	fillTable := time.Since(t0)
-	// Generation 0 is current; its previous generation (table g2) holds the keys, and is the
-	// one the purge phase's rotation makes dead and truncates.
-	logf("filling %s.dedupe_keys_g2 (previous generation) with %d expired keys", gFull.schema, c.rows)
-	t0 = time.Now()
-	if err := volume.Fill(ctx, pool, gFull.schema, "dedupe_keys_g2", 1, c.rows, true, true); err != nil {
-		return err
+	if c.phases["cycles"] {
+		if err := cycles(ctx, c, pool, newTarget, logf); err != nil {
+			return err
+		}
 	}
-	fillGen := time.Since(t0)
-
-	if err := throughput(ctx, c, pool, targets, logf); err != nil {
-		return err
+	if len(fills) > 0 {
+		fmt.Printf("\nFills (set-up, not a result; indexes dropped and rebuilt): %d keys into %s.\n", c.rows, strings.Join(fills, ", "))
 	}
-	if err := purges(ctx, c, pool, tFull, gFull, logf); err != nil {
-		return err
-	}
-	if err := cycles(ctx, c, pool, newTarget, logf); err != nil {
-		return err
-	}
-	fmt.Printf("\nFills (set-up, not a result): %d keys into dedupe_keys in %v, into dedupe_keys_g2 in %v (indexes dropped and rebuilt).\n",
-		c.rows, fillTable.Round(time.Second), fillGen.Round(time.Second))
 	fmt.Printf("Whole run: %v.\n", time.Since(start).Round(time.Second))
 	return nil
+}
+
+func set(list string) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Split(list, ",") {
+		m[strings.TrimSpace(f)] = true
+	}
+	return m
 }
 
 func slicesMax(xs []int) int {

@@ -43,6 +43,9 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 		}
 	}
 	mean := func(k string) (float64, time.Duration) {
+		if cells[k] == nil {
+			return 0, 0
+		}
 		var s float64
 		var p time.Duration
 		for i, o := range cells[k].ops {
@@ -56,14 +59,22 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	fmt.Println("| layout | clients | empty: claims/s | empty: p99 ms | full: claims/s | full: p99 ms | full / empty (target >= 0.90) |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
 	for _, layout := range []string{"table", "gen"} {
+		if !c.layouts[layoutName(layout)] {
+			continue
+		}
 		for _, n := range c.clients {
 			e, ep := mean(fmt.Sprintf("%s_empty/%d", layout, n))
 			f, fp := mean(fmt.Sprintf("%s_full/%d", layout, n))
 			fmt.Printf("| %s | %d | %.0f | %.1f | %.0f | %.1f | %.2f |\n", layoutName(layout), n, e, ms(ep), f, ms(fp), f/e)
 		}
 	}
-	fmt.Printf("\n| clients | generations / table, empty | generations / table, full (target >= 0.90) |\n|--:|--:|--:|\n")
+	if len(c.layouts) > 1 {
+		fmt.Printf("\n| clients | generations / table, empty | generations / table, full (target >= 0.90) |\n|--:|--:|--:|\n")
+	}
 	for _, n := range c.clients {
+		if len(c.layouts) < 2 {
+			break
+		}
 		te, _ := mean(fmt.Sprintf("table_empty/%d", n))
 		tf, _ := mean(fmt.Sprintf("table_full/%d", n))
 		ge, _ := mean(fmt.Sprintf("gen_empty/%d", n))
@@ -79,7 +90,7 @@ func layoutName(s string) string {
 	if s == "gen" {
 		return "generations"
 	}
-	return "table (default)"
+	return "table"
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -138,44 +149,70 @@ func measurePurge(ctx context.Context, c config, pool *pgxpool.Pool, t *target, 
 	return r, nil
 }
 
-// purges removes the full tables' expired keys: batched DELETE (dedupe.Purge, batches of
-// dedupe.DefaultPurgeBatch as pgonce purge runs it) and a rotation that truncates the dead
-// generation (dedupe.Purge on the generations layout).
+// purges removes the full tables' expired keys: a rotation that truncates the dead
+// generation (dedupe.Purge on the generations layout: its two statements, timed one by one),
+// then batched DELETE (dedupe.Purge, batches of dedupe.DefaultPurgeBatch as pgonce purge runs
+// it). The instant one goes first, so that it does not run into the checkpoints that the
+// DELETEs' WAL sets off.
 func purges(ctx context.Context, c config, pool *pgxpool.Pool, tFull, gFull *target, logf logFunc) error {
-	logf("purge: %d expired keys by batched DELETE, %d writers", c.rows, c.writers)
-	tr, err := measurePurge(ctx, c, pool, tFull, func() (int64, error) {
-		return tFull.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch)
-	})
-	if err != nil {
-		return err
-	}
-	logf("purge: %d expired keys by rotation and TRUNCATE, %d writers", c.rows, c.writers)
-	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = '-infinity'`, pgx.Identifier{gFull.schema, "dedupe_generations"}.Sanitize())); err != nil {
-		return err
-	}
-	gr, err := measurePurge(ctx, c, pool, gFull, func() (int64, error) {
-		return gFull.d.Purge(ctx, pool, 0)
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\n### Removing %d expired keys while %d writers claim new keys\n\n", c.rows, c.writers)
-	fmt.Println("| layout | purge took | keys removed | WAL written | writers without purge: p50 / p99 ms (n) | during purge: p50 / p99 / max ms (n) | p99 during / without |")
-	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
-	for _, x := range []struct {
+	type result struct {
 		name string
 		r    purgeRun
-	}{{"table (default): batched DELETE", tr}, {"generations: rotate + TRUNCATE", gr}} {
+	}
+	var results []result
+	var rotateTook, dropTook time.Duration
+	if gFull != nil {
+		logf("purge: %d expired keys by rotation and TRUNCATE, %d writers", c.rows, c.writers)
+		if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = '-infinity'`, pgx.Identifier{gFull.schema, "dedupe_generations"}.Sanitize())); err != nil {
+			return err
+		}
+		gr, err := measurePurge(ctx, c, pool, gFull, func() (int64, error) {
+			t0 := time.Now()
+			if _, err := pool.Exec(ctx, fmt.Sprintf(`SELECT * FROM %s()`, pgx.Identifier{gFull.schema, "dedupe_gen_rotate"}.Sanitize())); err != nil {
+				return 0, err
+			}
+			rotateTook = time.Since(t0)
+			t0 = time.Now()
+			var n int64
+			err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT %s()`, pgx.Identifier{gFull.schema, "dedupe_gen_drop_dead"}.Sanitize())).Scan(&n)
+			dropTook = time.Since(t0)
+			return n, err
+		})
+		if err != nil {
+			return err
+		}
+		results = append(results, result{"generations: rotate + TRUNCATE", gr})
+	}
+	if tFull != nil {
+		logf("purge: %d expired keys by batched DELETE, %d writers", c.rows, c.writers)
+		tr, err := measurePurge(ctx, c, pool, tFull, func() (int64, error) {
+			return tFull.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch)
+		})
+		if err != nil {
+			return err
+		}
+		results = append(results, result{"table: batched DELETE", tr})
+	}
+	fmt.Printf("\n### Removing %d expired keys while %d writers claim new keys\n\n", c.rows, c.writers)
+	fmt.Println("| layout | purge took | keys removed | WAL written | writers without purge: p50 / p99 ms (n) | during purge: p50 / p99 / max ms (n) | p99 during / without | p99 in the second after |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|")
+	errs := ""
+	for _, x := range results {
 		ratio := "-"
 		if x.r.baseP99 > 0 && x.r.duringN > 0 {
 			ratio = fmt.Sprintf("%.2f", float64(x.r.duringP99)/float64(x.r.baseP99))
 		}
-		fmt.Printf("| %s | %v | %d | %s | %.1f / %.1f (%d) | %.1f / %.1f / %.1f (%d) | %s |\n", x.name, x.r.took.Round(time.Millisecond),
-			x.r.removed, mb(x.r.wal), ms(x.r.baseP50), ms(x.r.baseP99), x.r.baseN, ms(x.r.duringP50), ms(x.r.duringP99), ms(x.r.duringMax), x.r.duringN, ratio)
+		fmt.Printf("| %s | %v | %d | %s | %.1f / %.1f (%d) | %.1f / %.1f / %.1f (%d) | %s | %.1f |\n", x.name, x.r.took.Round(time.Millisecond),
+			x.r.removed, mb(x.r.wal), ms(x.r.baseP50), ms(x.r.baseP99), x.r.baseN, ms(x.r.duringP50), ms(x.r.duringP99), ms(x.r.duringMax), x.r.duringN, ratio, ms(x.r.afterP99))
+		errs += fmt.Sprintf(" %d", x.r.errs)
 	}
 	fmt.Printf("\nWriters: dedupe.Do with new keys on the same table, in a closed loop; \"during\" is every claim in flight at some\n"+
-		"moment of the purge. For the instant purge, the p99 of the second after it: %.1f ms. Keys removed by the\n"+
-		"generations layout is the planner's estimate (pg_class.reltuples). Writer errors: %d, %d.\n", ms(gr.afterP99), tr.errs, gr.errs)
+		"moment of the purge. Keys removed by the generations layout is the planner's estimate (pg_class.reltuples).\n"+
+		"Writer errors:%s.\n", errs)
+	if gFull != nil {
+		fmt.Printf("Generations: the rotation took %v, the TRUNCATE of the dead generation (lock wait for the claims in flight\n"+
+			"at the rotation included) %v.\n", rotateTook.Round(time.Millisecond), dropTook.Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -184,6 +221,7 @@ func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/(1<<20)) }
 // cycles fills, expires and purges -cycle-rows keys three times in fresh schemas of both
 // layouts, and prints the sizes after each fill and each purge.
 func cycles(ctx context.Context, c config, pool *pgxpool.Pool, newTarget func(string, dedupe.Layout) (*target, func(), error), logf logFunc) error {
+	doT, doG := c.layouts["table"], c.layouts["generations"]
 	tt, dropT, err := newTarget("table_cycles", dedupe.LayoutTable)
 	if err != nil {
 		return err
@@ -197,56 +235,37 @@ func cycles(ctx context.Context, c config, pool *pgxpool.Pool, newTarget func(st
 	genTables := []string{"dedupe_keys_g0", "dedupe_keys_g1", "dedupe_keys_g2"}
 	state := pgx.Identifier{gt.schema, "dedupe_generations"}.Sanitize()
 	type row struct {
-		afterFill, afterPurge     volume.Size
-		purge, vacuum             time.Duration
-		gAfterFill, gAfterPurge   volume.Size
-		gPurge                    time.Duration
-		fillTable, fillGeneration time.Duration
+		afterFill, afterPurge   volume.Size
+		purge, vacuum           time.Duration
+		gAfterFill, gAfterPurge volume.Size
+		gPurge                  time.Duration
 	}
 	var rows []row
 	for cycle := range 3 {
 		var r row
 		from := 1 + cycle*c.cycleRows
-		logf("cycle %d/3: table layout", cycle+1)
-		t0 := time.Now()
-		if err := volume.Fill(ctx, pool, tt.schema, "dedupe_keys", from, c.cycleRows, true, false); err != nil {
-			return err
+		if doT {
+			if err := tableCycle(ctx, c, pool, tt, from, &r.afterFill, &r.afterPurge, &r.purge, &r.vacuum, logf, cycle); err != nil {
+				return err
+			}
 		}
-		r.fillTable = time.Since(t0)
-		if r.afterFill, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys"); err != nil {
-			return err
+		if !doG {
+			rows = append(rows, r)
+			continue
 		}
-		t0 = time.Now()
-		if _, err := tt.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch); err != nil {
-			return err
-		}
-		r.purge = time.Since(t0)
-		// What autovacuum would do after the purge, done at once so the next fill can reuse
-		// the space (without it the table only grows).
-		t0 = time.Now()
-		if _, err := pool.Exec(ctx, "VACUUM "+pgx.Identifier{tt.schema, "dedupe_keys"}.Sanitize()); err != nil {
-			return err
-		}
-		r.vacuum = time.Since(t0)
-		if r.afterPurge, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys"); err != nil {
-			return err
-		}
-
 		logf("cycle %d/3: generations layout", cycle+1)
 		var cur int64
 		if err := pool.QueryRow(ctx, "SELECT current FROM "+state).Scan(&cur); err != nil {
 			return err
 		}
-		t0 = time.Now()
 		if err := volume.Fill(ctx, pool, gt.schema, fmt.Sprintf("dedupe_keys_g%d", cur%3), from, c.cycleRows, true, false); err != nil {
 			return err
 		}
-		r.fillGeneration = time.Since(t0)
 		if r.gAfterFill, err = volume.Sizes(ctx, pool, gt.schema, genTables...); err != nil {
 			return err
 		}
 		// Two rotations make the filled generation dead; the second purge truncates it.
-		t0 = time.Now()
+		t0 := time.Now()
 		for range 2 {
 			if _, err := pool.Exec(ctx, "UPDATE "+state+" SET started_at = '-infinity'"); err != nil {
 				return err
@@ -273,4 +292,30 @@ func cycles(ctx context.Context, c config, pool *pgxpool.Pool, newTarget func(st
 	fmt.Printf("\nFills go through the indexes (INSERT ... SELECT, random keys), as a service's inserts would. The\n" +
 		"generations layout's sizes are the sum of its three tables; its purge is two forced rotations.\n")
 	return nil
+}
+
+// tableCycle is one cycle of the default layout: fill through the indexes, purge, VACUUM.
+func tableCycle(ctx context.Context, c config, pool *pgxpool.Pool, tt *target, from int, afterFill, afterPurge *volume.Size, purge, vacuum *time.Duration, logf logFunc, cycle int) error {
+	logf("cycle %d/3: table layout", cycle+1)
+	var err error
+	if err = volume.Fill(ctx, pool, tt.schema, "dedupe_keys", from, c.cycleRows, true, false); err != nil {
+		return err
+	}
+	if *afterFill, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys"); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := tt.d.Purge(ctx, pool, dedupe.DefaultPurgeBatch); err != nil {
+		return err
+	}
+	*purge = time.Since(t0)
+	// What autovacuum would do after the purge, done at once so the next fill can reuse the
+	// space (without it the table only grows).
+	t0 = time.Now()
+	if _, err := pool.Exec(ctx, "VACUUM "+pgx.Identifier{tt.schema, "dedupe_keys"}.Sanitize()); err != nil {
+		return err
+	}
+	*vacuum = time.Since(t0)
+	*afterPurge, err = volume.Sizes(ctx, pool, tt.schema, "dedupe_keys")
+	return err
 }
