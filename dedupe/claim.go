@@ -108,14 +108,25 @@ type claimRow struct {
 	lifeMicros  int64
 }
 
+// claimTx is where claim sends its statements.
+type claimTx struct {
+	// Tx is the transaction the claim runs in. When it is nil, the first claim round begins
+	// it on conn with txOptions, in the same round trip (pgx's Batch.BeginTx), and sets it.
+	pgx.Tx
+	conn      *pgx.Conn
+	txOptions pgx.TxOptions
+	// savepoint opens Do's savepoint in Tx in the same round trip as the first claim.
+	savepoint bool
+}
+
 // claim makes tx the owner of (scope, key), or returns the response stored by the committed
-// earlier request with that key. A nil response and nil error mean tx owns the key. With
-// savepoint set, a savepoint is opened in the same round trip as the first claim statement.
+// earlier request with that key. A nil response and nil error mean tx owns the key. The first
+// claim statement travels in one round trip with BEGIN or the savepoint, as tx asks.
 //
 // expiresAt is when the key row expires, on this process's clock: the row's remaining
 // lifetime by the server's clock, added to the time the statement was sent, so it is never
 // later than the true expiry whatever the two clocks say.
-func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (stored *Response, expiresAt time.Time, err error) {
+func (d *Deduper) claim(ctx context.Context, tx *claimTx, req Request, ttlMicros int64) (stored *Response, expiresAt time.Time, err error) {
 	defer tracewait.Claim(ctx)() // the claim's wall time, for tracers (TraceDoEndData.Wait)
 	fp := req.Fingerprint
 	if fp == nil {
@@ -124,7 +135,7 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 	for round := 0; round < maxClaimRounds; round++ {
 		var row claimRow
 		sent := time.Now()
-		err := d.round(ctx, tx, savepoint && round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
+		err := d.round(ctx, tx, round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
 			err := r.Scan(&row.inserted, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
@@ -182,13 +193,19 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 	return nil, time.Time{}, errClaimChurn
 }
 
-// round runs one claim statement, pipelining around it in the same round trip the optional
-// savepoint and, in bounded-wait mode, the lock_timeout change and its restoration.
-func (d *Deduper) round(ctx context.Context, tx pgx.Tx, savepoint bool, sql string, args []any, scan func(pgx.Row) error) error {
-	if !savepoint && d.lockTimeout == "" {
+// round runs one claim statement, pipelining around it in the same round trip, on the first
+// round, BEGIN or the savepoint, and, in bounded-wait mode, the lock_timeout change and its
+// restoration.
+func (d *Deduper) round(ctx context.Context, tx *claimTx, first bool, sql string, args []any, scan func(pgx.Row) error) error {
+	begin := first && tx.Tx == nil
+	savepoint := first && tx.savepoint
+	if !begin && !savepoint && d.lockTimeout == "" {
 		return scan(tx.QueryRow(ctx, sql, args...))
 	}
 	b := &pgx.Batch{}
+	if begin {
+		b.BeginTx(tx.txOptions)
+	}
 	if savepoint {
 		b.Queue(sqlSavepoint)
 	}
@@ -199,7 +216,14 @@ func (d *Deduper) round(ctx context.Context, tx pgx.Tx, savepoint bool, sql stri
 	if d.lockTimeout != "" {
 		b.Queue(sqlRestoreLockTimeout)
 	}
-	return tx.SendBatch(ctx, b).Close()
+	if !begin {
+		return tx.SendBatch(ctx, b).Close()
+	}
+	br := tx.conn.SendBatch(ctx, b)
+	// The transaction exists from here on, even when a claim statement failed (it is then
+	// aborted and the caller rolls it back); when BEGIN itself failed, it is already closed.
+	tx.Tx = br.Tx()
+	return br.Close()
 }
 
 // claimErr maps a lock wait that ran out into ErrInProgress, keeping the PostgreSQL error in
