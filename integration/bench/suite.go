@@ -25,7 +25,7 @@ const RedisDB = 15
 
 // Env is what a benchmark run works with.
 type Env struct {
-	Pool    *pgxpool.Pool
+	Pool *pgxpool.Pool
 	// NetPool reaches the same database through a proxy that adds NetLatency each way, as a
 	// network between an application and its database does.
 	NetPool *pgxpool.Pool
