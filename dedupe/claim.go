@@ -18,6 +18,8 @@ import (
 // queries holds the SQL for one table, formatted once by New with the sanitised identifier.
 type queries struct {
 	claim, reclaim, store, purge string
+	// Options.ClaimLast: look the key up, drop it when expired, insert it with its response.
+	lookup, dropExpired, insertDone string
 }
 
 func newQueries(table string) queries {
@@ -53,6 +55,21 @@ RETURNING %[2]s`, table, sqlLifeMicros),
 		store: fmt.Sprintf(`/* pgonce:store */ UPDATE %[1]s
 SET status = $3, headers = $4::jsonb, body = $5, completed_at = now()
 WHERE scope = $1 AND key = $2`, table),
+
+		lookup: fmt.Sprintf(`/* pgonce:lookup */ SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now(), %[2]s
+FROM %[1]s k
+WHERE k.scope = $1 AND k.key = $2`, table, sqlLifeMicros),
+
+		dropExpired: fmt.Sprintf(`/* pgonce:drop_expired */ DELETE FROM %[1]s
+WHERE scope = $1 AND key = $2 AND expires_at <= now()`, table),
+
+		// No ON CONFLICT: a key committed meanwhile makes this fail with unique_violation,
+		// which aborts the transaction, so the COMMIT pipelined after it cannot commit fn's
+		// writes. headers is JSON text, as in store.
+		insertDone: fmt.Sprintf(`/* pgonce:insert_done */ INSERT INTO %[1]s
+	(scope, key, fingerprint, status, headers, body, completed_at, expires_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), now() + $7::bigint * interval '1 microsecond')
+RETURNING %[2]s`, table, sqlLifeMicros),
 
 		// SKIP LOCKED: rows that a request is re-claiming are left alone, so a purge never
 		// waits on a request and a request waits on a purge for one batch at most. Deleting by
@@ -172,34 +189,49 @@ func (d *Deduper) claim(ctx context.Context, tx *claimTx, req Request, ttlMicros
 			}
 			// Someone else re-claimed or purged it first; look again.
 			continue
-		case !bytes.Equal(row.fingerprint, req.Fingerprint):
-			return nil, time.Time{}, ErrFingerprintMismatch
-		case row.status == nil:
-			return nil, time.Time{}, ErrIncomplete
 		}
-		resp := &Response{Status: int(*row.status), Body: row.body}
-		if d.opts.BodyCodec != nil {
-			if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
-				return nil, time.Time{}, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
-			}
-		}
-		if row.headers != nil {
-			if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
-				return nil, time.Time{}, fmt.Errorf("dedupe: decode stored headers: %w", err)
-			}
-		}
-		return resp, expiresAt, nil
+		resp, err := d.stored(req, &row)
+		return resp, expiresAt, err
 	}
 	return nil, time.Time{}, errClaimChurn
+}
+
+// stored returns the response of a committed key row, or why it cannot be replayed to req.
+func (d *Deduper) stored(req Request, row *claimRow) (*Response, error) {
+	switch {
+	case !bytes.Equal(row.fingerprint, req.Fingerprint):
+		return nil, ErrFingerprintMismatch
+	case row.status == nil:
+		return nil, ErrIncomplete
+	}
+	resp := &Response{Status: int(*row.status), Body: row.body}
+	if d.opts.BodyCodec != nil {
+		var err error
+		if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
+			return nil, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
+		}
+	}
+	if row.headers != nil {
+		if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
+			return nil, fmt.Errorf("dedupe: decode stored headers: %w", err)
+		}
+	}
+	return resp, nil
 }
 
 // round runs one claim statement, pipelining around it in the same round trip, on the first
 // round, BEGIN or the savepoint, and, in bounded-wait mode, the lock_timeout change and its
 // restoration.
 func (d *Deduper) round(ctx context.Context, tx *claimTx, first bool, sql string, args []any, scan func(pgx.Row) error) error {
+	return d.send(ctx, tx, first, d.lockTimeout, sql, args, scan)
+}
+
+// send runs one statement in tx, with BEGIN or the savepoint first when first is set, and
+// lock_timeout set to lockTimeout around it unless that is empty, in one round trip.
+func (d *Deduper) send(ctx context.Context, tx *claimTx, first bool, lockTimeout, sql string, args []any, scan func(pgx.Row) error) error {
 	begin := first && tx.Tx == nil
 	savepoint := first && tx.savepoint
-	if !begin && !savepoint && d.lockTimeout == "" {
+	if !begin && !savepoint && lockTimeout == "" {
 		return scan(tx.QueryRow(ctx, sql, args...))
 	}
 	b := &pgx.Batch{}
@@ -209,11 +241,11 @@ func (d *Deduper) round(ctx context.Context, tx *claimTx, first bool, sql string
 	if savepoint {
 		b.Queue(sqlSavepoint)
 	}
-	if d.lockTimeout != "" {
-		b.Queue(sqlSetLockTimeout, d.lockTimeout)
+	if lockTimeout != "" {
+		b.Queue(sqlSetLockTimeout, lockTimeout)
 	}
 	b.Queue(sql, args...).QueryRow(scan)
-	if d.lockTimeout != "" {
+	if lockTimeout != "" {
 		b.Queue(sqlRestoreLockTimeout)
 	}
 	if !begin {

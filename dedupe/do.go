@@ -73,6 +73,20 @@ type Options struct {
 	// returned to the caller are always the plain bodies.
 	BodyCodec BodyCodec
 
+	// ClaimLast, for workloads where concurrent duplicates and retries are rare, changes
+	// how Do's own transactions claim the key: it is looked up first (pipelined with BEGIN;
+	// a committed key replays as usual), fn runs, and the key is inserted together with the
+	// response in one statement pipelined with COMMIT. A new key then writes its row once
+	// instead of inserting it and updating it (measured: 3 WAL records instead of 5, one
+	// statement less); same round trips. The price: a concurrent duplicate is no longer
+	// held at the claim. It runs fn too, holding fn's row locks meanwhile, until its insert
+	// meets the winner's key, which aborts its transaction (the pipelined COMMIT cannot
+	// commit it): its effects roll back, and it replays the winner's response (or gets
+	// ErrFingerprintMismatch). Exactly-once holds either way; what is lost is the work of
+	// every concurrent duplicate. LockWait bounds the insert's wait for the winner. Joined
+	// transactions (a pgx.Tx given to Do) always claim first.
+	ClaimLast bool
+
 	// TxOptions are used for the transactions Do opens (isolation level, access mode).
 	// The default is the server's default, normally READ COMMITTED.
 	TxOptions pgx.TxOptions

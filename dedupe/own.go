@@ -75,6 +75,9 @@ func (t *ownTx) close(ctx context.Context) {
 
 // own runs one attempt in a transaction Do opens.
 func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, fn Func) (Result, error) {
+	if d.opts.ClaimLast {
+		return d.ownLast(ctx, db, req, ttlMicros, fn)
+	}
 	tx, err := d.open(ctx, db)
 	if err != nil {
 		return Result{}, fmt.Errorf("dedupe: begin: %w", err)

@@ -58,6 +58,7 @@ type modeCase struct {
 
 var modeCases = []modeCase{
 	{"dedupe", modeDedupe},
+	{"dedupe-claim-last", modeDedupeClaimLast},
 	{"dedupehttp", modeDedupeHTTP},
 	{"optimistic", modeOptimistic},
 	{"pessimistic", modePessimistic},

@@ -86,6 +86,20 @@ func TestRoundTrips(t *testing.T) {
 	assert.LessOrEqual(t, measure(func() { assert.True(t, do(conn.Conn(), "c").Replayed()) }), int64(2), "conn: replay as the pool")
 	conn.Release()
 
+	// Claim-last: the lookup travels with BEGIN, the key with COMMIT.
+	last := dedupe.New(&dedupe.Options{ClaimLast: true})
+	doLast := func(key string) dedupe.Result {
+		res, err := last.Do(ctx, pool, dedupe.Request{Scope: "rt-last", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
+			return dedupe.Response{Status: 201}, err
+		})
+		require.NoError(t, err)
+		return res
+	}
+	doLast("warm")
+	assert.Equal(t, plainTrips, measure(func() { assert.False(t, doLast("l").Replayed()) }), "claim-last new key: begin+lookup, insert, key+commit")
+	assert.LessOrEqual(t, measure(func() { assert.True(t, doLast("l").Replayed()) }), int64(2), "claim-last replay: begin+lookup, rollback")
+
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
