@@ -24,8 +24,8 @@ type acquirer interface {
 // everything a pgx.Tx offers works in fn, LargeObjects and nested Begin included.
 type ownTx struct {
 	claimTx
-	// release hands a pooled connection back; nil when Do did not acquire one.
-	release func()
+	// pooled is the pooled connection to hand back; nil when Do did not acquire one.
+	pooled *pgxpool.Conn
 }
 
 // pipelined reports whether Do owns the connection outright, so that COMMIT can travel in
@@ -42,7 +42,7 @@ func (d *Deduper) open(ctx context.Context, db DB) (*ownTx, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ownTx{claimTx: claimTx{conn: c.Conn(), txOptions: d.opts.TxOptions}, release: c.Release}, nil
+		return &ownTx{claimTx: claimTx{conn: c.Conn(), txOptions: d.opts.TxOptions}, pooled: c}, nil
 	case *pgx.Conn:
 		return &ownTx{claimTx: claimTx{conn: h, txOptions: d.opts.TxOptions}}, nil
 	case interface {
@@ -68,8 +68,8 @@ func (t *ownTx) close(ctx context.Context) {
 	if t.Tx != nil && (!t.pipelined() || t.conn.PgConn().TxStatus() != 'I') {
 		rollback(ctx, t.Tx)
 	}
-	if t.release != nil {
-		t.release()
+	if t.pooled != nil {
+		t.pooled.Release()
 	}
 }
 
