@@ -30,15 +30,21 @@ func (g *Guard) key(req dedupe.Request) string {
 
 const guardInfix = "guard:"
 
-// ownerLen is the length of an owner token: 16 random bytes, base64url without padding.
+// ownerLen is the length of an owner token: 16 bytes, base64url without padding.
 const ownerLen = 22
 
-func newOwner() string { return newMark()[1:] }
+// newOwner returns a random owner token (the lease lock's default): 16 bytes from
+// crypto/rand, so a lock's token cannot be guessed from another's.
+func newOwner() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
 
-// ownerSeed makes this process's owner tokens unlike any other process's; ownerSeq makes
-// them unlike each other. An owner token only has to be unique (it says whose mark a key
-// holds), not secret, so a counter under a random prefix serves, without a getrandom
-// system call per check.
+// ownerSeed makes this process's guard marks unlike any other process's; ownerSeq makes
+// them unlike each other. A guard mark's owner token only has to be unique (it says whose
+// mark a key holds, for Commit and Release), not secret, so a counter under a random prefix
+// serves, without a getrandom system call per check.
 var (
 	ownerSeed = func() (b [8]byte) {
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
