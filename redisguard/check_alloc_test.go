@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,7 +22,9 @@ func benchGuard(tb testing.TB) (*redisguard.Guard, *redis.Client) {
 	opt.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opt)
 	tb.Cleanup(func() { _ = rdb.Close() })
-	g, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "allocs:" + strconv.Itoa(os.Getpid()) + ":"})
+	// A prefix of its own per run, so every check is a first sighting (marks live 30s).
+	prefix := "allocs:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	g, err := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: prefix})
 	if err != nil {
 		tb.Fatal(err)
 	}
