@@ -73,7 +73,7 @@ lint:
 		(cd $$m && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; \
 	done
 
-## bench: the comparison table in README.md (integration/cmd/benchtable), about 5 minutes on 2 cores.
+## bench: the comparison table in README.md (integration/cmd/benchtable), about 12 minutes on 2 cores.
 ## For benchstat: cd integration && go test -run XXX -bench Compare -benchmem -count 6 ./bench
 bench: services
 	@$(WITH_SERVICES) && cd integration && $(GO) run ./cmd/benchtable

@@ -18,6 +18,8 @@ import (
 // queries holds the SQL for one table, formatted once by New with the sanitised identifier.
 type queries struct {
 	claim, reclaim, store, purge string
+	// Options.ClaimLast: look the key up, drop it when expired, insert it with its response.
+	lookup, dropExpired, insertDone string
 }
 
 func newQueries(table string) queries {
@@ -53,6 +55,21 @@ RETURNING %[2]s`, table, sqlLifeMicros),
 		store: fmt.Sprintf(`/* pgonce:store */ UPDATE %[1]s
 SET status = $3, headers = $4::jsonb, body = $5, completed_at = now()
 WHERE scope = $1 AND key = $2`, table),
+
+		lookup: fmt.Sprintf(`/* pgonce:lookup */ SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now(), %[2]s
+FROM %[1]s k
+WHERE k.scope = $1 AND k.key = $2`, table, sqlLifeMicros),
+
+		dropExpired: fmt.Sprintf(`/* pgonce:drop_expired */ DELETE FROM %[1]s
+WHERE scope = $1 AND key = $2 AND expires_at <= now()`, table),
+
+		// No ON CONFLICT: a key committed meanwhile makes this fail with unique_violation,
+		// which aborts the transaction, so the COMMIT pipelined after it cannot commit fn's
+		// writes. headers is JSON text, as in store.
+		insertDone: fmt.Sprintf(`/* pgonce:insert_done */ INSERT INTO %[1]s
+	(scope, key, fingerprint, status, headers, body, completed_at, expires_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), now() + $7::bigint * interval '1 microsecond')
+RETURNING %[2]s`, table, sqlLifeMicros),
 
 		// SKIP LOCKED: rows that a request is re-claiming are left alone, so a purge never
 		// waits on a request and a request waits on a purge for one batch at most. Deleting by
@@ -108,14 +125,25 @@ type claimRow struct {
 	lifeMicros  int64
 }
 
+// claimTx is where claim sends its statements.
+type claimTx struct {
+	// Tx is the transaction the claim runs in. When it is nil, the first claim round begins
+	// it on conn with txOptions, in the same round trip (pgx's Batch.BeginTx), and sets it.
+	pgx.Tx
+	conn      *pgx.Conn
+	txOptions pgx.TxOptions
+	// savepoint opens Do's savepoint in Tx in the same round trip as the first claim.
+	savepoint bool
+}
+
 // claim makes tx the owner of (scope, key), or returns the response stored by the committed
-// earlier request with that key. A nil response and nil error mean tx owns the key. With
-// savepoint set, a savepoint is opened in the same round trip as the first claim statement.
+// earlier request with that key. A nil response and nil error mean tx owns the key. The first
+// claim statement travels in one round trip with BEGIN or the savepoint, as tx asks.
 //
 // expiresAt is when the key row expires, on this process's clock: the row's remaining
 // lifetime by the server's clock, added to the time the statement was sent, so it is never
 // later than the true expiry whatever the two clocks say.
-func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros int64, savepoint bool) (stored *Response, expiresAt time.Time, err error) {
+func (d *Deduper) claim(ctx context.Context, tx *claimTx, req Request, ttlMicros int64) (stored *Response, expiresAt time.Time, err error) {
 	defer tracewait.Claim(ctx)() // the claim's wall time, for tracers (TraceDoEndData.Wait)
 	fp := req.Fingerprint
 	if fp == nil {
@@ -124,7 +152,7 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 	for round := 0; round < maxClaimRounds; round++ {
 		var row claimRow
 		sent := time.Now()
-		err := d.round(ctx, tx, savepoint && round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
+		err := d.round(ctx, tx, round == 0, d.q.claim, []any{req.Scope, req.Key, fp, ttlMicros}, func(r pgx.Row) error {
 			err := r.Scan(&row.inserted, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
@@ -161,45 +189,73 @@ func (d *Deduper) claim(ctx context.Context, tx pgx.Tx, req Request, ttlMicros i
 			}
 			// Someone else re-claimed or purged it first; look again.
 			continue
-		case !bytes.Equal(row.fingerprint, req.Fingerprint):
-			return nil, time.Time{}, ErrFingerprintMismatch
-		case row.status == nil:
-			return nil, time.Time{}, ErrIncomplete
 		}
-		resp := &Response{Status: int(*row.status), Body: row.body}
-		if d.opts.BodyCodec != nil {
-			if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
-				return nil, time.Time{}, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
-			}
-		}
-		if row.headers != nil {
-			if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
-				return nil, time.Time{}, fmt.Errorf("dedupe: decode stored headers: %w", err)
-			}
-		}
-		return resp, expiresAt, nil
+		resp, err := d.stored(req, &row)
+		return resp, expiresAt, err
 	}
 	return nil, time.Time{}, errClaimChurn
 }
 
-// round runs one claim statement, pipelining around it in the same round trip the optional
-// savepoint and, in bounded-wait mode, the lock_timeout change and its restoration.
-func (d *Deduper) round(ctx context.Context, tx pgx.Tx, savepoint bool, sql string, args []any, scan func(pgx.Row) error) error {
-	if !savepoint && d.lockTimeout == "" {
+// stored returns the response of a committed key row, or why it cannot be replayed to req.
+func (d *Deduper) stored(req Request, row *claimRow) (*Response, error) {
+	switch {
+	case !bytes.Equal(row.fingerprint, req.Fingerprint):
+		return nil, ErrFingerprintMismatch
+	case row.status == nil:
+		return nil, ErrIncomplete
+	}
+	resp := &Response{Status: int(*row.status), Body: row.body}
+	if d.opts.BodyCodec != nil {
+		var err error
+		if resp.Body, err = d.opts.BodyCodec.Open(req.Scope, req.Key, row.body); err != nil {
+			return nil, fmt.Errorf("%w: open: %w", ErrBodyCodec, err)
+		}
+	}
+	if row.headers != nil {
+		if err := json.Unmarshal(row.headers, &resp.Header); err != nil {
+			return nil, fmt.Errorf("dedupe: decode stored headers: %w", err)
+		}
+	}
+	return resp, nil
+}
+
+// round runs one claim statement, pipelining around it in the same round trip, on the first
+// round, BEGIN or the savepoint, and, in bounded-wait mode, the lock_timeout change and its
+// restoration.
+func (d *Deduper) round(ctx context.Context, tx *claimTx, first bool, sql string, args []any, scan func(pgx.Row) error) error {
+	return d.send(ctx, tx, first, d.lockTimeout, sql, args, scan)
+}
+
+// send runs one statement in tx, with BEGIN or the savepoint first when first is set, and
+// lock_timeout set to lockTimeout around it unless that is empty, in one round trip.
+func (d *Deduper) send(ctx context.Context, tx *claimTx, first bool, lockTimeout, sql string, args []any, scan func(pgx.Row) error) error {
+	begin := first && tx.Tx == nil
+	savepoint := first && tx.savepoint
+	if !begin && !savepoint && lockTimeout == "" {
 		return scan(tx.QueryRow(ctx, sql, args...))
 	}
 	b := &pgx.Batch{}
+	if begin {
+		b.BeginTx(tx.txOptions)
+	}
 	if savepoint {
 		b.Queue(sqlSavepoint)
 	}
-	if d.lockTimeout != "" {
-		b.Queue(sqlSetLockTimeout, d.lockTimeout)
+	if lockTimeout != "" {
+		b.Queue(sqlSetLockTimeout, lockTimeout)
 	}
 	b.Queue(sql, args...).QueryRow(scan)
-	if d.lockTimeout != "" {
+	if lockTimeout != "" {
 		b.Queue(sqlRestoreLockTimeout)
 	}
-	return tx.SendBatch(ctx, b).Close()
+	if !begin {
+		return tx.SendBatch(ctx, b).Close()
+	}
+	br := tx.conn.SendBatch(ctx, b)
+	// The transaction exists from here on, even when a claim statement failed (it is then
+	// aborted and the caller rolls it back); when BEGIN itself failed, it is already closed.
+	tx.Tx = br.Tx()
+	return br.Close()
 }
 
 // claimErr maps a lock wait that ran out into ErrInProgress, keeping the PostgreSQL error in

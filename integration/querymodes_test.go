@@ -59,6 +59,7 @@ type modeCase struct {
 var modeCases = []modeCase{
 	{"dedupe", modeDedupe},
 	{"dedupe/generations", modeDedupeGenerations},
+	{"dedupe-claim-last", modeDedupeClaimLast},
 	{"dedupehttp", modeDedupeHTTP},
 	{"optimistic", modeOptimistic},
 	{"pessimistic", modePessimistic},

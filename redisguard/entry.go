@@ -26,8 +26,6 @@ const (
 
 var errBadEntry = errors.New("redisguard: undecodable guard entry")
 
-func pendingMark(owner string) string { return string(statePending) + owner }
-
 // encodeCommitted builds the committed value; a nil resp records the commit without a
 // response (too large to cache).
 func encodeCommitted(owner string, fp []byte, resp *dedupe.Response) []byte {

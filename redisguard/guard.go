@@ -3,16 +3,12 @@ package redisguard
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pgonce/pgonce/dedupe"
 )
@@ -103,6 +99,8 @@ const (
 type Guard struct {
 	client Client
 	opts   GuardOptions
+	// inFlightMillis is InFlightTTL in milliseconds, boxed once: the check's script argument.
+	inFlightMillis any
 }
 
 // NewGuard returns a Guard using client (nil opts means defaults), or an error wrapping
@@ -140,7 +138,7 @@ func NewGuard(client Client, opts *GuardOptions) (*Guard, error) {
 	if o.Policy != FailOpen && o.Policy != FailClosed {
 		return nil, fmt.Errorf("%w: unknown failure policy %d", ErrInvalid, o.Policy)
 	}
-	return &Guard{client: client, opts: o}, nil
+	return &Guard{client: client, opts: o, inFlightMillis: o.InFlightTTL.Milliseconds()}, nil
 }
 
 // State is what the guard knows about a key.
@@ -187,7 +185,7 @@ type Sighting struct {
 	req   dedupe.Request
 	codec dedupe.BodyCodec
 	key   string
-	owner string
+	mark  string // the pending mark: 'P' and this sighting's owner token
 	start time.Time
 	ttl   time.Duration // cache lifetime counted from start
 	done  bool          // committed or released
@@ -213,16 +211,19 @@ func (g *Guard) check(ctx context.Context, req dedupe.Request, codec dedupe.Body
 	if req.TTL > 0 && req.TTL < ttl {
 		ttl = req.TTL
 	}
-	s := &Sighting{g: g, req: req, codec: codec, key: g.key(req), owner: newOwner(), start: time.Now(), ttl: ttl}
+	s := &Sighting{g: g, req: req, codec: codec, key: g.key(req), mark: newMark(), start: time.Now(), ttl: ttl}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 	defer cancel()
-	v, err := guardCheck.Run(ctx, g.client, []string{s.key}, pendingMark(s.owner), g.opts.InFlightTTL.Milliseconds()).Text()
-	switch {
-	case errors.Is(err, redis.Nil):
+	// The script answers a first sighting with 1, not nil: a nil reply is an error to go-redis,
+	// which then runs its retry classification, a dozen allocations per check.
+	reply, err := guardCheck.Run(ctx, g.client, []string{s.key}, s.mark, g.inFlightMillis).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: check: %w", ErrUnavailable, err)
+	}
+	v, ok := reply.(string)
+	if !ok {
 		s.State = StateFirst
 		return s, nil
-	case err != nil:
-		return nil, fmt.Errorf("%w: check: %w", ErrUnavailable, err)
 	}
 	s.done = true // nothing of ours to commit or release
 	switch {
@@ -276,13 +277,13 @@ func (s *Sighting) Commit(ctx context.Context, res dedupe.Result) error {
 			resp = nil // never cache a body the codec was meant to hide
 		}
 	}
-	entry := encodeCommitted(s.owner, s.req.Fingerprint, resp)
+	entry := encodeCommitted(s.mark[1:], s.req.Fingerprint, resp)
 	if len(entry) > s.g.opts.MaxCachedBytes {
-		entry = encodeCommitted(s.owner, s.req.Fingerprint, nil)
+		entry = encodeCommitted(s.mark[1:], s.req.Fingerprint, nil)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.g.opts.Timeout)
 	defer cancel()
-	err := guardCommit.Run(ctx, s.g.client, []string{s.key}, pendingMark(s.owner), entry, ttl.Milliseconds()).Err()
+	err := guardCommit.Run(ctx, s.g.client, []string{s.key}, s.mark, entry, ttl.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
 	}
@@ -302,7 +303,7 @@ func (s *Sighting) Release(ctx context.Context) error {
 	s.done = true
 	ctx, cancel := context.WithTimeout(ctx, s.g.opts.Timeout)
 	defer cancel()
-	if err := guardRelease.Run(ctx, s.g.client, []string{s.key}, pendingMark(s.owner)).Err(); err != nil {
+	if err := guardRelease.Run(ctx, s.g.client, []string{s.key}, s.mark).Err(); err != nil {
 		return fmt.Errorf("%w: release: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -403,19 +404,3 @@ func (g *Guard) settle(ctx context.Context, s *Sighting, res *dedupe.Result) {
 
 // errMarkedInRedis is dedupe.ErrInProgress, saying who noticed.
 var errMarkedInRedis = fmt.Errorf("%w (marked in Redis)", dedupe.ErrInProgress)
-
-// key is the guard key of (scope, key): hashed, so any scope and key give a short key with
-// no hash tag in it. Scope and key contain no NUL (validated), so the join is unambiguous.
-func (g *Guard) key(req dedupe.Request) string {
-	sum := sha256.Sum256([]byte(req.Scope + "\x00" + req.Key))
-	return g.opts.Prefix + "guard:" + base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// ownerLen is the length of an owner token: 16 random bytes, base64url without padding.
-const ownerLen = 22
-
-func newOwner() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/internal/pgerr"
 )
 
 // Schema is created once per benchmark database, next to the toolkit's migrations.
@@ -39,7 +40,8 @@ CREATE TABLE bench_products (sku text PRIMARY KEY, stock bigint NOT NULL, versio
 
 // Reset empties every table the workloads write, between cells.
 const Reset = `TRUNCATE bench_orders, naive_requests, stripe_keys, dedupe_keys, bench_products;
-INSERT INTO bench_products (sku, stock) VALUES ('hot', 1000000000)`
+INSERT INTO bench_products (sku, stock) VALUES ('hot', 1000000000);
+` + seedProducts
 
 // DuplicateEffects is business rows minus distinct keys: orders created more than once.
 func DuplicateEffects(ctx context.Context, pool *pgxpool.Pool) (int, error) {
@@ -244,5 +246,40 @@ func keyRowAndResponse(pool *pgxpool.Pool) Do {
 				s.Key, fmt.Appendf(nil, `{"id":%d}`, id))
 			return err
 		})
+	}
+}
+
+// ClaimLastByHand is the claim-last shape, by hand: BEGIN, the business insert, then the key
+// row with its response in one INSERT pipelined with COMMIT (a conflict aborts, so the
+// COMMIT rolls back). Plain's round trips, and the key row written once instead of inserted
+// and then updated; a duplicate is found only after the business write ran.
+func ClaimLastByHand(pool *pgxpool.Pool) Do {
+	return func(ctx context.Context, s Send) error {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Release()
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := insertOrder(ctx, tx, s)
+		if err != nil {
+			return rollback(ctx, c, err)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO dedupe_keys (scope, key, fingerprint, status, body, completed_at, expires_at)
+			VALUES ('hand', $1, '\x00', 201, $2, now(), now() + interval '1 day')`, s.Key, fmt.Appendf(nil, `{"id":%d}`, id))
+		b.Queue(`COMMIT`)
+		if err := c.SendBatch(ctx, b).Close(); err != nil {
+			// The error skips the rest of the batch, COMMIT included: the transaction is left
+			// aborted and needs its ROLLBACK (a round trip) in every query mode.
+			if rerr := rollback(ctx, c, err); pgerr.Is(rerr, pgerr.UniqueViolation) {
+				return ErrInProgress // the duplicate's effects rolled back with it
+			}
+			return err
+		}
+		return nil
 	}
 }

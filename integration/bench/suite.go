@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/integration/harness"
 	"github.com/pgonce/pgonce/internal/pgtest"
 	"github.com/pgonce/pgonce/redisguard"
 )
@@ -23,13 +25,18 @@ const RedisDB = 15
 
 // Env is what a benchmark run works with.
 type Env struct {
-	Pool    *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// NetPool reaches the same database through a proxy that adds NetLatency each way, as a
+	// network between an application and its database does.
+	NetPool *pgxpool.Pool
 	Deduper *dedupe.Deduper
-	Redis   *redis.Client
-	Guard   *redisguard.Guard
-	Locker  *redisguard.Locker
-	BSM     *redislock.Client
-	Redsync *redsync.Redsync
+	// DeduperLast is a Deduper in claim-last mode (dedupe.Options.ClaimLast).
+	DeduperLast *dedupe.Deduper
+	Redis       *redis.Client
+	Guard       *redisguard.Guard
+	Locker      *redisguard.Locker
+	BSM         *redislock.Client
+	Redsync     *redsync.Redsync
 }
 
 // Open creates a fresh schema in the database at baseURL with the toolkit's migrations and the
@@ -52,22 +59,32 @@ func Open(ctx context.Context, baseURL, redisURL string) (*Env, func(), error) {
 	ropts.DB, ropts.PoolSize, ropts.ContextTimeoutEnabled = RedisDB, 40, true
 	rdb := redis.NewClient(ropts)
 	locker, err := redisguard.NewLocker(rdb, &redisguard.LockerOptions{Prefix: "bench:ours:"})
-	guard, gerr := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "bench:"})
+	// A generous timeout: on a loaded machine a 100 ms check can time out, and the bench
+	// measures throughput, not the failure policy.
+	guard, gerr := redisguard.NewGuard(rdb, &redisguard.GuardOptions{Prefix: "bench:", Timeout: 2 * time.Second})
 	if err = errors.Join(err, gerr); err != nil {
 		_ = rdb.Close()
 		drop()
 		return nil, nil, err
 	}
-	env := &Env{
-		Pool:    db.Pool,
-		Deduper: dedupe.New(nil),
-		Redis:   rdb,
-		Guard:   guard,
-		Locker:  locker,
-		BSM:     redislock.New(rdb),
-		Redsync: newRedsync(rdb),
+	proxy, netPool, err := openNetPool(ctx, db.URL)
+	if err != nil {
+		_ = rdb.Close()
+		drop()
+		return nil, nil, err
 	}
-	return env, func() { _ = rdb.Close(); drop() }, nil
+	env := &Env{
+		Pool:        db.Pool,
+		NetPool:     netPool,
+		Deduper:     dedupe.New(nil),
+		DeduperLast: dedupe.New(&dedupe.Options{ClaimLast: true}),
+		Redis:       rdb,
+		Guard:       guard,
+		Locker:      locker,
+		BSM:         redislock.New(rdb),
+		Redsync:     newRedsync(rdb),
+	}
+	return env, func() { netPool.Close(); proxy.Close(); _ = rdb.Close(); drop() }, nil
 }
 
 // Workload is one cell's key source and operation.
@@ -156,6 +173,12 @@ func Cases() []Case {
 		create("hand-pipelined", "2c as 2b, in plain's 3 round trips (pipelined), by hand", func(_ context.Context, env *Env, cell string) (Workload, error) {
 			return Workload{Keys: newKeys(cell), Do: KeyRowAndResponsePipelined(env.Pool)}, nil
 		}),
+		create("hand-claim-last", "2d claim-last by hand: key + response inserted with COMMIT, plain's round trips", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: ClaimLastByHand(env.Pool)}, nil
+		}),
+		create("toolkit-claim-last", "2e toolkit dedupe core, ClaimLast", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: Toolkit(env.Pool, env.DeduperLast)}, nil
+		}),
 		create("replay", "3 toolkit replay (keys committed)", func(ctx context.Context, env *Env, cell string) (Workload, error) {
 			do := Toolkit(env.Pool, env.Deduper)
 			keys, err := seedReplays(ctx, env, do, cell)
@@ -180,6 +203,21 @@ func Cases() []Case {
 		}),
 		create("stripe", "7 Stripe-style (3 transactions)", func(_ context.Context, env *Env, cell string) (Workload, error) {
 			return Workload{Keys: newKeys(cell), Do: StripeStyle(env.Pool)}, nil
+		}),
+		create("orders-plain", "8 order workload (FOR UPDATE, decrement, insert), plain", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: OrdersPlain(env.Pool)}, nil
+		}),
+		create("orders-toolkit", "8a order workload in the dedupe core", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: OrdersToolkit(env.Pool, env.Deduper)}, nil
+		}),
+		create("net-plain", "9 order workload, plain, 0.5 ms each way (proxy)", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: OrdersPlain(env.NetPool)}, nil
+		}),
+		create("net-toolkit", "9a order workload in the dedupe core, 0.5 ms each way (proxy)", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: OrdersToolkit(env.NetPool, env.Deduper)}, nil
+		}),
+		create("orders-claim-last", "8b order workload in the dedupe core, ClaimLast", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: OrdersToolkit(env.Pool, env.DeduperLast)}, nil
 		}),
 		locking("optimistic", "hot row: optimistic.Retry + Get/Update", OptimisticHelper),
 		locking("optimistic-hand", "hot row: the same optimistic SQL by hand", OptimisticByHand),
@@ -271,4 +309,33 @@ func (cell *Cell) Run(ctx context.Context, warmup, duration time.Duration, n int
 		}
 	}
 	return m, nil
+}
+
+// NetLatency is the latency the network rows add in each direction.
+const NetLatency = 500 * time.Microsecond
+
+// openNetPool opens a pool on databaseURL through a proxy adding NetLatency each way.
+func openNetPool(ctx context.Context, databaseURL string) (*harness.Proxy, *pgxpool.Pool, error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	proxy, err := harness.StartProxy(u.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	proxy.SetLatency(NetLatency)
+	u.Host = proxy.Addr
+	cfg, err := pgxpool.ParseConfig(u.String())
+	if err != nil {
+		proxy.Close()
+		return nil, nil, err
+	}
+	cfg.MaxConns = 40
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		proxy.Close()
+		return nil, nil, err
+	}
+	return proxy, pool, nil
 }

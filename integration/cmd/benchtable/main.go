@@ -120,12 +120,20 @@ func run(warmup, duration time.Duration, rounds int, levels, only string) error 
 		fmt.Printf("- %s: %.2f (target >= %.2f): %s\n", label, r, target, verdict)
 	}
 	for _, n := range clients {
-		ratio(fmt.Sprintf("dedupe core / plain, %d clients", n), "toolkit/"+strconv.Itoa(n), "plain/"+strconv.Itoa(n), 0.90)
-	}
-	for _, n := range clients {
 		ns := strconv.Itoa(n)
-		ratio("dedupe core / the same statements by hand (2b), "+ns+" clients", "toolkit/"+ns, "hand-key-response/"+ns, 0.90)
-		ratio("replay / dedupe core, "+ns+" clients", "replay/"+ns, "toolkit/"+ns, 2)
+		ratio("dedupe core / plain + key row by hand (2a), "+ns+" clients", "toolkit/"+ns, "hand-key/"+ns, 0.90)
+		if n == 32 {
+			ratio("dedupe core / plain, "+ns+" clients", "toolkit/"+ns, "plain/"+ns, 0.65)
+		}
+		replayTarget := 2.0
+		if n == 8 {
+			replayTarget = 3
+		}
+		ratio("replay / dedupe core, "+ns+" clients", "replay/"+ns, "toolkit/"+ns, replayTarget)
+		ratio("order workload: dedupe core / plain, "+ns+" clients", "orders-toolkit/"+ns, "orders-plain/"+ns, 0.85)
+		if n == 8 {
+			ratio("order workload over a 0.5 ms link: dedupe core / plain, "+ns+" clients", "net-toolkit/"+ns, "net-plain/"+ns, 0.85)
+		}
 		ratio("Redis replay / dedupe core, "+ns+" clients", "redis-replay/"+ns, "toolkit/"+ns, 5)
 		ratio("dedupe core / Stripe-style, "+ns+" clients", "toolkit/"+ns, "stripe/"+ns, 1.5)
 		ratio("optimistic helper / by hand, "+ns+" clients", "optimistic/"+ns, "optimistic-hand/"+ns, 0.90)
@@ -145,8 +153,13 @@ func run(warmup, duration time.Duration, rounds int, levels, only string) error 
 		info("key row by hand (2a) / plain", "hand-key/"+ns, "plain/"+ns)
 		info("key row + response, pipelined to plain's round trips (2c) / the same in 5 round trips (2b)", "hand-pipelined/"+ns, "hand-key-response/"+ns)
 		info("pipelined by hand (2c) / plain", "hand-pipelined/"+ns, "plain/"+ns)
+		info("dedupe core / plain", "toolkit/"+ns, "plain/"+ns)
+		info("claim-last by hand (2d) / dedupe core", "hand-claim-last/"+ns, "toolkit/"+ns)
+		info("dedupe core with ClaimLast (2e) / dedupe core", "toolkit-claim-last/"+ns, "toolkit/"+ns)
+		info("order workload: ClaimLast (8b) / dedupe core (8a)", "orders-claim-last/"+ns, "orders-toolkit/"+ns)
+		info("order workload over a 0.5 ms link: dedupe core / plain", "net-toolkit/"+ns, "net-plain/"+ns)
 	}
-	for _, id := range []string{"toolkit", "replay", "redis-replay", "redis-flushed"} {
+	for _, id := range []string{"toolkit", "replay", "redis-replay", "redis-flushed", "orders-toolkit", "net-toolkit", "hand-claim-last", "toolkit-claim-last", "orders-claim-last"} {
 		for _, n := range clients {
 			if m, ok := results[fmt.Sprintf("%s/%d", id, n)]; ok && m.Dups != 0 {
 				fmt.Printf("- DUPLICATES: %s at %d clients: %d\n", id, n, m.Dups)
