@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,7 +44,7 @@ func paidCheckout(ctx context.Context, cfg *ordersvc.Config, paymentsURL, notify
 	}
 	// River's migrator takes no lock: instances starting together take turns on a session
 	// advisory lock (the migrate URL is a direct connection).
-	mpool, err := pgxpool.New(ctx, cmpOr(cfg.MigrateURL, cfg.DatabaseURL))
+	mpool, err := pgxpool.New(ctx, cmp.Or(cfg.MigrateURL, cfg.DatabaseURL))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -129,11 +130,4 @@ func checkout(ctx context.Context, args []string) error {
 	}
 	fmt.Println("exactly once: no double charge, no orphan charge, one notification per confirmed order, stock exact")
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -301,40 +301,12 @@ func checkCheckout(ctx context.Context, cfg CheckoutConfig, orders, payments *pg
 	}
 	rep.ExpectedStock = cfg.InitialStock - sold
 
-	charges := map[string]int{}
-	rows, err = payments.Query(ctx, `SELECT reference, count(*) FROM charges GROUP BY reference`)
+	charges, err := countBy(ctx, payments, `SELECT reference, count(*) FROM charges GROUP BY reference`)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var ref string
-		var n int
-		if err := rows.Scan(&ref, &n); err != nil {
-			rows.Close()
-			return err
-		}
-		charges[ref] = n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	notes := map[string]int{}
-	rows, err = payments.Query(ctx, `SELECT order_ref, count(*) FROM notifications GROUP BY order_ref`)
+	notes, err := countBy(ctx, payments, `SELECT order_ref, count(*) FROM notifications GROUP BY order_ref`)
 	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var ref string
-		var n int
-		if err := rows.Scan(&ref, &n); err != nil {
-			rows.Close()
-			return err
-		}
-		notes[ref] = n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	if err := payments.QueryRow(ctx, `SELECT count(*) FROM notification_arrivals`).Scan(&rep.NoteArrivals); err != nil {
@@ -371,4 +343,23 @@ func checkCheckout(ctx context.Context, cfg CheckoutConfig, orders, payments *pg
 		}
 	}
 	return nil
+}
+
+// countBy runs a query of (text, count) rows and returns them as a map.
+func countBy(ctx context.Context, pool *pgxpool.Pool, sql string) (map[string]int, error) {
+	rows, err := pool.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		out[k] = n
+	}
+	return out, rows.Err()
 }
