@@ -46,7 +46,9 @@ type Response struct {
 	Body []byte
 }
 
-func (r Response) size() int {
+// Size is what a response counts against a limit on stored responses
+// (Options.MaxResponseBytes): the body plus every header name and value, in bytes.
+func (r Response) Size() int {
 	n := len(r.Body)
 	for k, vs := range r.Header {
 		n += len(k)

@@ -21,7 +21,7 @@ func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
 	if resp.Status < 0 || resp.Status > 999 {
 		return fmt.Errorf("dedupe: response status %d is outside 0..999", resp.Status)
 	}
-	if n := resp.size(); n > d.opts.MaxResponseBytes {
+	if n := resp.Size(); n > d.opts.MaxResponseBytes {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrResponseTooLarge, n, d.opts.MaxResponseBytes)
 	}
 	return nil

@@ -160,7 +160,7 @@ func (r *Runner) record(ctx context.Context, tx querier, h *held, step string, o
 		}
 		return nil
 	}
-	if n := responseSize(fin.resp); n > r.opts.MaxResponseBytes {
+	if n := fin.resp.Size(); n > r.opts.MaxResponseBytes {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", dedupe.ErrResponseTooLarge, n, r.opts.MaxResponseBytes)
 	}
 	headers, err := encodeHeaders(fin.resp.Header)
@@ -245,17 +245,6 @@ func (r *Runner) startHeartbeat(ctx context.Context, h *held, cancel context.Can
 		close(done)
 		wg.Wait()
 	}
-}
-
-func responseSize(resp dedupe.Response) int {
-	n := len(resp.Body)
-	for k, vs := range resp.Header {
-		n += len(k)
-		for _, v := range vs {
-			n += len(v)
-		}
-	}
-	return n
 }
 
 func bodyOrEmpty(b []byte) []byte {
