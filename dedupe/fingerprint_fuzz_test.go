@@ -3,6 +3,7 @@ package dedupe_test
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -12,7 +13,10 @@ import (
 // FuzzFingerprint checks the canonicalisation against encoding/json as an independent oracle:
 //   - a JSON body and its re-encoding by encoding/json (members sorted, spacing and escapes
 //     changed) fingerprint alike, unless the body has duplicate members (which decoding
-//     into a map loses, a real semantic difference);
+//     into a map loses, a real semantic difference). Names count as duplicates when they
+//     are equal under bytes.EqualFold, the equivalence the fingerprint folds names by (as
+//     encoding/json matches them to struct fields): {"a":1,"A":0} and {"A":0,"a":1} decode
+//     into a struct differently (the last one wins), so they must fingerprint apart;
 //   - adding a member always changes the fingerprint;
 //   - method and path are always part of the fingerprint.
 func FuzzFingerprint(f *testing.F) {
@@ -61,7 +65,8 @@ func FuzzFingerprint(f *testing.F) {
 	})
 }
 
-// hasDuplicateMembers reports whether any object in the JSON text repeats a member name.
+// hasDuplicateMembers reports whether any object in the JSON text repeats a member name, names
+// compared with bytes.EqualFold.
 func hasDuplicateMembers(body []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dup, _ := scanDup(dec)
@@ -79,7 +84,7 @@ func scanDup(dec *json.Decoder) (bool, error) {
 		return false, nil
 	}
 	dup := false
-	seen := map[string]bool{}
+	var seen []string
 	for dec.More() {
 		if delim == '{' {
 			name, err := dec.Token()
@@ -87,8 +92,10 @@ func scanDup(dec *json.Decoder) (bool, error) {
 				return dup, err
 			}
 			k, _ := name.(string)
-			dup = dup || seen[k]
-			seen[k] = true
+			for _, s := range seen {
+				dup = dup || strings.EqualFold(s, k)
+			}
+			seen = append(seen, k)
 		}
 		d, err := scanDup(dec)
 		if err != nil {
