@@ -99,7 +99,7 @@ func TestEndToEndKilledWorker(t *testing.T) {
 			apply.ServeHTTP(w, r)
 		}
 	}))
-	t.Cleanup(rc.Close)
+	t.Cleanup(func() { rc.CloseClientConnections(); rc.Close() }) // a failed run may leave a handler waiting
 
 	producer, err := delivery.New(db.Pool, killConfig(db.Schema)) // enqueues only
 	require.NoError(t, err)
