@@ -105,9 +105,7 @@ func checkout(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, *wait)
-	defer cancel()
-	if err := loadgen.WaitReady(readyCtx, http.DefaultClient, cfg.Targets); err != nil {
+	if err := waitReady(ctx, *wait, cfg.Targets); err != nil {
 		return err
 	}
 	orders, err := pgxpool.New(ctx, *dbURL)

@@ -190,9 +190,7 @@ func burst(ctx context.Context, args []string) error {
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the targets' /healthz")
 	_ = fs.Parse(args)
 	cfg.Targets = strings.Split(*targets, ",")
-	readyCtx, cancel := context.WithTimeout(ctx, *wait)
-	defer cancel()
-	if err := loadgen.WaitReady(readyCtx, http.DefaultClient, cfg.Targets); err != nil {
+	if err := waitReady(ctx, *wait, cfg.Targets); err != nil {
 		return err
 	}
 	pool, err := pgxpool.New(ctx, *dbURL)
@@ -210,6 +208,13 @@ func burst(ctx context.Context, args []string) error {
 	}
 	fmt.Println("no duplicates: every key created exactly one order; stock is exact")
 	return nil
+}
+
+// waitReady waits up to wait for every target's /healthz to answer 200.
+func waitReady(ctx context.Context, wait time.Duration, targets []string) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return loadgen.WaitReady(ctx, http.DefaultClient, targets)
 }
 
 func envOr(name, def string) string {

@@ -1,11 +1,8 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -95,13 +92,6 @@ func (r CheckoutReport) Table() string {
 	return b.String()
 }
 
-type checkoutBody struct {
-	CustomerID string `json:"customer_id"`
-	SKU        string `json:"sku"`
-	Quantity   int    `json:"quantity"`
-	Card       string `json:"card,omitempty"`
-}
-
 // Checkout runs the burst, waits for the system to settle, and checks both databases: orders
 // (the service's) and payments (the provider's, which also holds the notification receiver).
 func Checkout(ctx context.Context, cfg CheckoutConfig, orders, payments *pgxpool.Pool) (CheckoutReport, error) {
@@ -137,18 +127,17 @@ func Checkout(ctx context.Context, cfg CheckoutConfig, orders, payments *pgxpool
 		}
 		sem <- struct{}{}
 		key := fmt.Sprintf("checkout-%s-%d", cfg.RunID, k)
-		b := checkoutBody{CustomerID: fmt.Sprintf("c%d", k%7), SKU: cfg.SKU, Quantity: 1 + k%3}
+		b := body{CustomerID: fmt.Sprintf("c%d", k%7), SKU: cfg.SKU, Quantity: 1 + k%3}
 		if cfg.DeclineEvery > 0 && k%cfg.DeclineEvery == 0 {
 			b.Card = "tok_chargeDeclined"
 		}
-		body, _ := json.Marshal(b)
 		var kw sync.WaitGroup
 		for s := 0; s < cfg.SendsPerKey; s++ {
 			kw.Add(1)
 			target := cfg.Targets[(k+s)%len(cfg.Targets)]
 			go func() {
 				defer kw.Done()
-				sendUntilDefinite(ctx, cfg, target, key, body, &rep, &mu)
+				sendUntilDefinite(ctx, cfg, target, key, b, &rep, &mu)
 			}()
 		}
 		wg.Add(1)
@@ -167,10 +156,11 @@ func Checkout(ctx context.Context, cfg CheckoutConfig, orders, payments *pgxpool
 }
 
 // sendUntilDefinite sends one key's request until a definite answer or GiveUpAfter.
-func sendUntilDefinite(ctx context.Context, cfg CheckoutConfig, target, key string, body []byte, rep *CheckoutReport, mu *sync.Mutex) {
+func sendUntilDefinite(ctx context.Context, cfg CheckoutConfig, target, key string, b body, rep *CheckoutReport, mu *sync.Mutex) {
 	deadline := time.Now().Add(cfg.GiveUpAfter)
 	for {
-		status, replayed, problem, err := post(ctx, cfg.Client, target, key, body)
+		a := send(ctx, cfg.Client, target, key, b)
+		status, replayed, problem, err := a.status, a.replayed, a.problem, a.err
 		mu.Lock()
 		rep.Sent++
 		definite := true
@@ -207,26 +197,6 @@ func sendUntilDefinite(ctx context.Context, cfg CheckoutConfig, target, key stri
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func post(ctx context.Context, c *http.Client, target, key string, body []byte) (status int, replayed bool, problem string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(target, "/")+"/orders", bytes.NewReader(body))
-	if err != nil {
-		return 0, false, "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, false, "", err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var p struct {
-		Type string `json:"type"`
-	}
-	_ = json.Unmarshal(raw, &p)
-	return resp.StatusCode, resp.Header.Get("Idempotent-Replayed") == "true", p.Type, nil
 }
 
 // settle waits until no checkout request is running and every confirmed order has reached

@@ -89,6 +89,7 @@ type body struct {
 	CustomerID string `json:"customer_id"`
 	SKU        string `json:"sku"`
 	Quantity   int    `json:"quantity"`
+	Card       string `json:"card,omitempty"` // the paid checkout's payment token
 }
 
 type answer struct {
