@@ -3,12 +3,12 @@ package dedupe
 import (
 	"context"
 	"errors"
-	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgonce/pgonce/internal/inputerr"
 	"github.com/pgonce/pgonce/internal/pgerr"
 	"github.com/pgonce/pgonce/internal/retry"
 )
@@ -247,10 +247,7 @@ func (d *Deduper) fail(ctx context.Context, req Request, attempts int, err error
 }
 
 func checkCall(ctx context.Context, db DB, fn Func, req Request) error {
-	if db == nil {
-		return ErrNilDB
-	}
-	if v := reflect.ValueOf(db); v.Kind() == reflect.Pointer && v.IsNil() {
+	if inputerr.IsNil(db) {
 		return ErrNilDB
 	}
 	if fn == nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -215,12 +214,4 @@ func (r *Runner) reconcileOne(ctx context.Context, scope, key string) error {
 		r.opts.OnReconcile(ctx, p)
 	}
 	return ErrReconcile
-}
-
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }

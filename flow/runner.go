@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // DB is what a Runner needs of the database: *pgxpool.Pool satisfies it. Each step runs in a
@@ -98,7 +99,7 @@ var errCrashed = errors.New("flow: test crash")
 // steps, two flows with one name, a step without a name or function, two steps with one name
 // in a flow, and negative durations.
 func New(db DB, flows []Flow, opts *Options) (*Runner, error) {
-	if isNil(db) {
+	if inputerr.IsNil(db) {
 		return nil, ErrNilDB
 	}
 	var o Options

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // Querier runs a statement returning one row; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it,
@@ -76,10 +76,7 @@ func (t Table) versionName() string {
 }
 
 func checkQuerier(q Querier) error {
-	if q == nil {
-		return ErrNilDB
-	}
-	if v := reflect.ValueOf(q); v.Kind() == reflect.Pointer && v.IsNil() {
+	if inputerr.IsNil(q) {
 		return ErrNilDB
 	}
 	return nil

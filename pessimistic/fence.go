@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // ErrStaleToken means a fencing token lower than one already recorded for the resource was
@@ -90,7 +91,7 @@ func FencedWrite(ctx context.Context, db Beginner, resource string, token int64,
 	if err := validateFence(resource, token); err != nil {
 		return err
 	}
-	if isNil(db) {
+	if inputerr.IsNil(db) {
 		return ErrNilDB
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {

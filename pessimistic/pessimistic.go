@@ -2,7 +2,6 @@ package pessimistic
 
 import (
 	"context"
-	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,14 +32,6 @@ var (
 
 // cleanupTimeout bounds the statements that undo or release something after ctx is done.
 const cleanupTimeout = 5 * time.Second
-
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
 
 // cancelOrphan stops the server-side wait of a lock statement that failed because ctx was
 // done. pgx's default reaction to a done context is to close the connection without telling

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgonce/pgonce/internal/inputerr"
 	"github.com/pgonce/pgonce/internal/pgerr"
 	"github.com/pgonce/pgonce/internal/retry"
 )
@@ -42,7 +43,7 @@ func RetryTx(ctx context.Context, db TxBeginner, opts *RetryOptions, fn func(ctx
 	if fn == nil {
 		return 0, ErrNilFunc
 	}
-	if isNil(db) {
+	if inputerr.IsNil(db) {
 		return 0, ErrNilDB
 	}
 	var p retry.Policy

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/internal/inputerr"
 )
 
 // RunOutcome is what a RunOnce call did. All three are normal outcomes, not errors: when many
@@ -87,7 +88,7 @@ func runOnce(ctx context.Context, db Beginner, job, period string, opts *RunOnce
 	if fn == nil {
 		return 0, ErrNilFunc
 	}
-	if isNil(db) {
+	if inputerr.IsNil(db) {
 		return 0, ErrNilDB
 	}
 	if job == "" {
