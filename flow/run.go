@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/internal/backoff"
 )
 
 // maxClaimRounds bounds how often Run looks again after losing a race for the row (it
@@ -109,12 +110,8 @@ func (r *Runner) run(ctx context.Context, f *Flow, req dedupe.Request, input []b
 			if deadline.IsZero() || !time.Now().Add(poll).Before(deadline) {
 				return res, err
 			}
-			t := time.NewTimer(poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return res, ctx.Err()
-			case <-t.C:
+			if err := backoff.Sleep(ctx, poll); err != nil {
+				return res, err
 			}
 			poll = min(2*poll, 250*time.Millisecond)
 		default:
