@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -27,6 +28,7 @@ type config struct {
 	clients                          []int
 	warmup, duration, baseline       time.Duration
 	phases, layouts                  map[string]bool
+	tablespace                       string
 }
 
 func main() {
@@ -41,6 +43,8 @@ func main() {
 	flag.DurationVar(&c.baseline, "baseline", 5*time.Second, "writers measured without a purge, before each purge")
 	phases := flag.String("phases", "throughput,purge,cycles", "which measurements to run")
 	layouts := flag.String("layouts", "table,generations", "which layouts to measure")
+	flag.StringVar(&c.tablespace, "tablespace", "", "put the benchmark's tables and indexes in this tablespace (default_tablespace);\n"+
+		"make bench-volume-nodiscard uses pgonce_nodiscard (scripts/nodiscard-tablespace.sh)")
 	flag.Parse()
 	c.phases, c.layouts = set(*phases), set(*layouts)
 	for _, f := range strings.Split(*levels, ",") {
@@ -71,6 +75,18 @@ func run(ctx context.Context, c config) error {
 	base := os.Getenv(pgtest.EnvDatabaseURL)
 	if base == "" {
 		return fmt.Errorf("%s", pgtest.HowTo)
+	}
+	if c.tablespace != "" {
+		// pgx sends unknown connection-string parameters as run-time parameters, so every
+		// connection of the harness and of the bench creates its tables there.
+		u, err := url.Parse(base)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		q.Set("default_tablespace", c.tablespace)
+		u.RawQuery = q.Encode()
+		base = u.String()
 	}
 	start := time.Now()
 	logf := func(format string, args ...any) {

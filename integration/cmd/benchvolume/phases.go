@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,9 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	type cell struct {
 		ops []float64
 		p99 []time.Duration
+		// Per claim, summed over rounds: WAL bytes, full-page images, and blocks of the
+		// target's tables and indexes read from outside shared_buffers.
+		wal, fpi, reads, readMs, claims float64
 	}
 	cells := map[string]*cell{}
 	errs := 0
@@ -28,8 +32,16 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 			logf("throughput: %d clients, round %d/%d", n, r+1, c.rounds)
 			for i := range targets {
 				t := targets[(i+r)%len(targets)]
+				before, err := ioStats(ctx, pool, t.schema)
+				if err != nil {
+					return err
+				}
 				ops, p99, e := volume.Throughput(ctx, t.d, pool, n, c.warmup, c.duration)
 				if err := ctx.Err(); err != nil {
+					return err
+				}
+				after, err := ioStats(ctx, pool, t.schema)
+				if err != nil {
 					return err
 				}
 				errs += e
@@ -39,6 +51,12 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 				}
 				cells[k].ops = append(cells[k].ops, ops)
 				cells[k].p99 = append(cells[k].p99, p99)
+				cl := cells[k]
+				cl.claims += ops * (c.warmup + c.duration).Seconds()
+				cl.wal += after.wal - before.wal
+				cl.fpi += after.fpi - before.fpi
+				cl.reads += after.reads - before.reads
+				cl.readMs += after.readMs - before.readMs
 			}
 		}
 	}
@@ -83,7 +101,34 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	}
 	fmt.Printf("\nEach cell: mean of %d interleaved rounds of %v after %v of warm-up; a claim is dedupe.Do with a new\n"+
 		"random key and a function that writes nothing (errors: %d).\n", c.rounds, c.duration, c.warmup, errs)
+	fmt.Printf("\nWhere a claim's time goes, per claim (WAL from pg_current_wal_lsn; full-page images from pg_stat_wal;\n" +
+		"blocks of the target read from outside shared_buffers from pg_statio; time reading blocks, in the whole database,\n" +
+		"from pg_stat_database.blk_read_time, 0 without track_io_timing; the last three are flushed by backends about\n" +
+		"once a second, so near):\n\n")
+	fmt.Println("| target | clients | WAL bytes | full-page images | blocks read | µs reading |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|")
+	for _, t := range targets {
+		for _, n := range c.clients {
+			if cl := cells[fmt.Sprintf("%s/%d", t.name, n)]; cl != nil && cl.claims > 0 {
+				fmt.Printf("| %s | %d | %.0f | %.2f | %.2f | %.0f |\n", t.name, n, cl.wal/cl.claims, cl.fpi/cl.claims, cl.reads/cl.claims, 1000*cl.readMs/cl.claims)
+			}
+		}
+	}
 	return nil
+}
+
+type io struct{ wal, fpi, reads, readMs float64 }
+
+// ioStats reads the cluster's WAL position and full-page-image count, the blocks of schema's
+// tables and indexes read from outside shared_buffers, and the database's time reading blocks.
+func ioStats(ctx context.Context, pool *pgxpool.Pool, schema string) (io, error) {
+	var x io
+	err := pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8,
+	(SELECT wal_fpi::float8 FROM pg_stat_wal),
+	(SELECT coalesce(sum(coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0)), 0)::float8
+	 FROM pg_statio_all_tables WHERE schemaname = $1),
+	(SELECT blk_read_time FROM pg_stat_database WHERE datname = current_database())`, schema).Scan(&x.wal, &x.fpi, &x.reads, &x.readMs)
+	return x, err
 }
 
 func layoutName(s string) string {
@@ -97,15 +142,19 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // purgeRun is one purge measured against concurrent writers.
 type purgeRun struct {
-	removed                 int64
-	took                    time.Duration
-	baseP50, baseP99        time.Duration
-	baseN                   int
-	duringP50, duringP99    time.Duration
-	duringMax               time.Duration
-	duringN, errs           int
-	afterP99                time.Duration // the second after the purge, for the instant one
-	wal                     int64         // WAL bytes written during the purge (writers included)
+	removed              int64
+	took                 time.Duration
+	baseP50, baseP99     time.Duration
+	baseN                int
+	duringP50, duringP99 time.Duration
+	duringMax            time.Duration
+	duringN, errs        int
+	afterP99             time.Duration // the second after the purge, for the instant one
+	// The p99 of the baseline cut into windows as long as the purge (median and highest):
+	// how far a window that short moves with no purge at all. nil when the purge outlasted
+	// the baseline.
+	windowP99s              []time.Duration
+	wal                     int64 // WAL bytes written during the purge (writers included)
 	purgeStart, purgeFinish time.Time
 }
 
@@ -146,6 +195,13 @@ func measurePurge(ctx context.Context, c config, pool *pgxpool.Pool, t *target, 
 	r.duringP50, r.duringP99 = volume.Percentile(during, 0.5), volume.Percentile(during, 0.99)
 	r.duringMax = volume.Percentile(during, 1)
 	r.afterP99 = volume.Percentile(after, 0.99)
+	baseFrom := begin.Add(c.baseline / 5)
+	for w := baseFrom; r.took > 0 && !w.Add(r.took).After(r.purgeStart); w = w.Add(r.took) {
+		if ws := l.Window(w, w.Add(r.took)); len(ws) > 0 {
+			r.windowP99s = append(r.windowP99s, volume.Percentile(ws, 0.99))
+		}
+	}
+	slices.Sort(r.windowP99s)
 	return r, nil
 }
 
@@ -161,6 +217,14 @@ func purges(ctx context.Context, c config, pool *pgxpool.Pool, tFull, gFull *tar
 	}
 	var results []result
 	var rotateTook, dropTook time.Duration
+	// The expired keys were written a rotation period (hours) before their purge, and many
+	// checkpoints have written their pages out since; without this one the purge would also
+	// pay for the fill's dirty pages. It needs pg_checkpoint (scripts/services.sh grants it).
+	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		logf("no CHECKPOINT before the purges (%v): the purges also pay for the fill's dirty pages", err)
+	} else {
+		logf("CHECKPOINT before the purges, as a rotation period's checkpoints would have done")
+	}
 	if gFull != nil {
 		logf("purge: %d expired keys by rotation and TRUNCATE, %d writers", c.rows, c.writers)
 		if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = '-infinity'`, pgx.Identifier{gFull.schema, "dedupe_generations"}.Sanitize())); err != nil {
@@ -194,21 +258,26 @@ func purges(ctx context.Context, c config, pool *pgxpool.Pool, tFull, gFull *tar
 		results = append(results, result{"table: batched DELETE", tr})
 	}
 	fmt.Printf("\n### Removing %d expired keys while %d writers claim new keys\n\n", c.rows, c.writers)
-	fmt.Println("| layout | purge took | keys removed | WAL written | writers without purge: p50 / p99 ms (n) | during purge: p50 / p99 / max ms (n) | p99 during / without | p99 in the second after |")
-	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Println("| layout | purge took | keys removed | WAL written | writers without purge: p50 / p99 ms (n) | during purge: p50 / p99 / max ms (n) | p99 during / without | p99 of purge-long windows without purge: median / max ms (windows) | p99 in the second after |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	errs := ""
 	for _, x := range results {
 		ratio := "-"
 		if x.r.baseP99 > 0 && x.r.duringN > 0 {
 			ratio = fmt.Sprintf("%.2f", float64(x.r.duringP99)/float64(x.r.baseP99))
 		}
-		fmt.Printf("| %s | %v | %d | %s | %.1f / %.1f (%d) | %.1f / %.1f / %.1f (%d) | %s | %.1f |\n", x.name, x.r.took.Round(time.Millisecond),
-			x.r.removed, mb(x.r.wal), ms(x.r.baseP50), ms(x.r.baseP99), x.r.baseN, ms(x.r.duringP50), ms(x.r.duringP99), ms(x.r.duringMax), x.r.duringN, ratio, ms(x.r.afterP99))
+		windows := "- (purge longer than the baseline)"
+		if n := len(x.r.windowP99s); n > 0 {
+			windows = fmt.Sprintf("%.1f / %.1f (%d)", ms(x.r.windowP99s[n/2]), ms(x.r.windowP99s[n-1]), n)
+		}
+		fmt.Printf("| %s | %v | %d | %s | %.1f / %.1f (%d) | %.1f / %.1f / %.1f (%d) | %s | %s | %.1f |\n", x.name, x.r.took.Round(time.Millisecond),
+			x.r.removed, mb(x.r.wal), ms(x.r.baseP50), ms(x.r.baseP99), x.r.baseN, ms(x.r.duringP50), ms(x.r.duringP99), ms(x.r.duringMax), x.r.duringN, ratio, windows, ms(x.r.afterP99))
 		errs += fmt.Sprintf(" %d", x.r.errs)
 	}
 	fmt.Printf("\nWriters: dedupe.Do with new keys on the same table, in a closed loop; \"during\" is every claim in flight at some\n"+
-		"moment of the purge. Keys removed by the generations layout is the planner's estimate (pg_class.reltuples).\n"+
-		"Writer errors:%s.\n", errs)
+		"moment of the purge. A short window's p99 is its few slowest claims, so the baseline is also cut into windows as\n"+
+		"long as the purge: a purge's p99 within their spread is no regression. Keys removed by the generations layout is\n"+
+		"the planner's estimate (pg_class.reltuples). Writer errors:%s.\n", errs)
 	if gFull != nil {
 		fmt.Printf("Generations: the rotation took %v, the TRUNCATE of the dead generation (lock wait for the claims in flight\n"+
 			"at the rotation included) %v.\n", rotateTook.Round(time.Millisecond), dropTook.Round(time.Millisecond))
