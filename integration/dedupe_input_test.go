@@ -103,5 +103,14 @@ func TestSchemaConstraints(t *testing.T) {
 	} {
 		_, err := db.Pool.Exec(context.Background(), sql)
 		assert.ErrorContains(t, err, "23514", name) // check_violation
+		// The generations layout's tables carry the same constraint (migration 0005).
+		_, err = db.Pool.Exec(context.Background(), strings.Replace(sql, "INTO dedupe_keys ", "INTO dedupe_keys_g1 ", 1))
+		assert.ErrorContains(t, err, "23514", name+", generations layout")
+	}
+	// A valid row still goes in, in both layouts' tables.
+	for _, table := range []string{"dedupe_keys", "dedupe_keys_g1"} {
+		_, err := db.Pool.Exec(context.Background(), `INSERT INTO `+table+` (scope, key, fingerprint, status, headers, body, expires_at)
+			VALUES ('s', 'ok', '\x00', 201, '{"A": ["b"]}', '\x', now() + interval '1 day')`)
+		assert.NoError(t, err, table)
 	}
 }

@@ -37,11 +37,12 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 4, 4 steps
+	// from 0 to 5, 5 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
 	//   applied 0003_flow
 	//   applied 0004_dedupe_generations
-	// from 4 to 4, 0 steps
+	//   applied 0005_dedupe_keys_one_check
+	// from 5 to 5, 0 steps
 	// valid: true
 }
