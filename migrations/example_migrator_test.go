@@ -42,7 +42,7 @@ func ExampleMigrator() {
 	//   applied 0002_fences
 	//   applied 0003_flow
 	//   applied 0004_dedupe_generations
-	//   applied 0005_dedupe_keys_one_check
+	//   applied 0005_one_check_constraint
 	// from 5 to 5, 0 steps
 	// valid: true
 }
