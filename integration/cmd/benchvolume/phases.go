@@ -21,8 +21,8 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	type cell struct {
 		ops []float64
 		p99 []time.Duration
-		// Per claim, summed over rounds: WAL bytes, full-page images, and blocks of the
-		// target's tables and indexes read from outside shared_buffers.
+		// Totals over rounds, divided by claims when printed: WAL bytes, full-page images,
+		// blocks of the target read from outside shared_buffers, and ms spent reading blocks.
 		wal, fpi, reads, readMs, claims float64
 	}
 	cells := map[string]*cell{}
@@ -117,12 +117,13 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	return nil
 }
 
-type io struct{ wal, fpi, reads, readMs float64 }
+// ioSnapshot is what ioStats reads; throughput subtracts one before a cell from one after.
+type ioSnapshot struct{ wal, fpi, reads, readMs float64 }
 
 // ioStats reads the cluster's WAL position and full-page-image count, the blocks of schema's
 // tables and indexes read from outside shared_buffers, and the database's time reading blocks.
-func ioStats(ctx context.Context, pool *pgxpool.Pool, schema string) (io, error) {
-	var x io
+func ioStats(ctx context.Context, pool *pgxpool.Pool, schema string) (ioSnapshot, error) {
+	var x ioSnapshot
 	err := pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8,
 	(SELECT wal_fpi::float8 FROM pg_stat_wal),
 	(SELECT coalesce(sum(coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0)), 0)::float8
