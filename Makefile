@@ -36,7 +36,8 @@ test: services lint
 # target that found nothing (go.dev/issue/75804, fixed in Go 1.27), which on a busy machine
 # it did. A count has no deadline to race; a slow machine just takes longer. The counts are
 # about 10 s each on a quiet 2-core machine; FUZZ_SCALE multiplies them (make fuzz FUZZ_SCALE=6
-# for about a minute each).
+# for about a minute each). Minimizing a new input is bounded by a count too (-fuzzminimizetime
+# 5000x): by default it may take 60 s per input, which a duration used to cut short.
 FUZZ_SCALE ?= 1
 FUZZ_TARGETS := ./dedupe:FuzzFingerprint:60000 ./dedupe/dedupehttp:FuzzParseKey:80000 \
 	./dedupe/dedupehttp:FuzzMiddleware:55000
@@ -46,8 +47,8 @@ FUZZ_TARGETS := ./dedupe:FuzzFingerprint:60000 ./dedupe/dedupehttp:FuzzParseKey:
 fuzz: services
 	@$(WITH_SERVICES) && for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$$(( $${rest#*:} * $(FUZZ_SCALE) )); \
-		echo "== go test -fuzz $$name -fuzztime $${n}x $$pkg"; \
-		$(GO) test -run XXX -fuzz "^$$name$$" -fuzztime $${n}x "$$pkg" || exit 1; \
+		echo "== go test -fuzz $$name -fuzztime $${n}x -fuzzminimizetime 5000x $$pkg"; \
+		$(GO) test -run XXX -fuzz "^$$name$$" -fuzztime $${n}x -fuzzminimizetime 5000x "$$pkg" || exit 1; \
 	done
 
 ## soak: mixed hostile workload against two in-process order services, then the checker.
