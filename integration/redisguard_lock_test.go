@@ -34,7 +34,9 @@ func TestLockExpiredHolderIsFenced(t *testing.T) {
 	db := harness.DB(t, nil)
 	_, err := db.Pool.Exec(ctx, `CREATE TABLE reports (day text PRIMARY KEY, body text NOT NULL, writer bigint NOT NULL)`)
 	require.NoError(t, err)
-	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t)})
+	// An explicit round timeout: by default it is TTL/10 (at least 50ms), and this test's
+	// 200ms TTL would leave a loaded host 50ms per call, which is not what it is about.
+	locker := newLocker(t, sharedRedis(t), &redisguard.LockerOptions{Prefix: harness.Prefix(t), Timeout: 5 * time.Second})
 	write := func(lock *redisguard.Lock, body string) error {
 		return pessimistic.FencedWrite(ctx, db.Pool, "report:day-1", lock.Token(), func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `INSERT INTO reports VALUES ('day-1', $1, $2) ON CONFLICT (day) DO UPDATE SET body = $1, writer = $2`, body, lock.Token())
