@@ -2,8 +2,10 @@ package pessimistic_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -88,28 +90,31 @@ func TestRunOnceTracer(t *testing.T) {
 	rec := &spanRec{}
 	opts := &pessimistic.RunOnceOptions{Tracer: rec}
 	run := func(context.Context, pgx.Tx) error { return nil }
+	// A period of its own per run: the database outlives the test, and a period that already
+	// ran would make every later run (-count=N) see RunAlreadyRan first.
+	p1 := "p1-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 
 	// Held elsewhere: a transaction holds the run's advisory lock.
 	holder, err := pool.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, pessimistic.XactLock(ctx, holder, pessimistic.RunOnceKey("traced", "p1")))
-	out, err := pessimistic.RunOnce(ctx, pool, "traced", "p1", opts, run)
+	require.NoError(t, pessimistic.XactLock(ctx, holder, pessimistic.RunOnceKey("traced", p1)))
+	out, err := pessimistic.RunOnce(ctx, pool, "traced", p1, opts, run)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunRunningElsewhere, out)
 	require.NoError(t, holder.Rollback(ctx))
 
-	out, err = pessimistic.RunOnce(ctx, pool, "traced", "p1", opts, run)
+	out, err = pessimistic.RunOnce(ctx, pool, "traced", p1, opts, run)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunRan, out)
-	out, err = pessimistic.RunOnce(ctx, pool, "traced", "p1", opts, run)
+	out, err = pessimistic.RunOnce(ctx, pool, "traced", p1, opts, run)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunAlreadyRan, out)
-	_, err = pessimistic.RunOnce(ctx, pool, "", "p1", opts, run)
+	_, err = pessimistic.RunOnce(ctx, pool, "", p1, opts, run)
 	assert.ErrorIs(t, err, pessimistic.ErrInvalid)
 
 	assert.Equal(t, []dedupe.Outcome{dedupe.OutcomeInProgress, dedupe.OutcomeExecuted, dedupe.OutcomeReplayed, dedupe.OutcomeInvalid}, rec.outcomes())
 	assert.Equal(t, "job:traced", rec.start[0].Scope)
 	assert.Equal(t, dedupe.OperationRunOnce, rec.start[0].Operation)
-	assert.Equal(t, dedupe.KeyHash("p1"), rec.start[0].KeyHash)
+	assert.Equal(t, dedupe.KeyHash(p1), rec.start[0].KeyHash)
 	assert.Equal(t, dedupe.SourcePostgres, rec.end[2].Source)
 }
