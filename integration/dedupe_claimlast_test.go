@@ -12,41 +12,15 @@ import (
 
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/integration/harness"
-	"github.com/pgonce/pgonce/internal/pgtest"
 )
 
 // Claim-last: concurrent duplicates may all run the function, but exactly one commits its
 // effect, and every caller gets that one's response.
 func TestClaimLastSameKeyConcurrently(t *testing.T) {
 	t.Parallel()
-	db := harness.DB(t, &pgtest.Options{MaxConns: 32})
-	createOrders(t, db.Pool)
-	d := dedupe.New(&dedupe.Options{ClaimLast: true})
-	req := dedupe.Request{Scope: "orders.create", Key: "same-key", Fingerprint: dedupe.Fingerprint("POST", "/orders", []byte(`{"n":1}`))}
-
-	const n = 32
-	pgtest.Warm(t, db.Pool, n)
-	var calls atomic.Int64
-	results := make([]dedupe.Result, n)
-	errs := make([]error, n)
-	together(n, func(i int) {
-		results[i], errs[i] = d.Do(context.Background(), db.Pool, req, insertOrder(&calls, req.Key))
-	})
-
-	first := 0
-	for i := range n {
-		require.NoError(t, errs[i], "caller %d", i)
-		if !results[i].Replayed() {
-			first++
-		}
-	}
-	assert.Equal(t, 1, first, "exactly one caller sees the first execution")
-	assert.GreaterOrEqual(t, calls.Load(), int64(1), "the function ran at least once")
-	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders`), "one business row committed")
-	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys WHERE status = 201`))
-	for i := range n {
-		assert.Equal(t, results[0].Response, results[i].Response, "caller %d got another response", i)
-	}
+	calls, pool := sameKeyAtOnce(t, dedupe.New(&dedupe.Options{ClaimLast: true}), 32)
+	assert.GreaterOrEqual(t, calls, int64(1), "the function ran at least once")
+	assert.Equal(t, 1, count(t, pool, `SELECT count(*) FROM dedupe_keys WHERE status = 201`))
 }
 
 // Claim-last keeps the core's outcomes: replay, mismatch, a function error frees the key, an
