@@ -18,8 +18,12 @@ import (
 // queries holds the SQL for one table, formatted once by New with the sanitised identifier.
 type queries struct {
 	claim, reclaim, store, purge string
-	// Options.ClaimLast: look the key up, drop it when expired, insert it with its response.
-	lookup, dropExpired, insertDone string
+	// lockKey takes the key's advisory lock ahead of an insert-first claim (the table layout;
+	// empty in the generations layout, whose claim function takes it).
+	lockKey string
+	// The lock-first claim (lockfirst.go): lock the key unless it is committed, look it up,
+	// drop it when expired, insert it with its response.
+	lockNew, lookup, dropExpired, insertDone string
 }
 
 func newQueries(table string) queries {
@@ -56,6 +60,15 @@ RETURNING %[2]s`, table, sqlLifeMicros),
 SET status = $3, headers = $4::jsonb, body = $5, completed_at = now()
 WHERE scope = $1 AND key = $2`, table),
 
+		lockKey: `/* pgonce:lock_key */ SELECT ` + sqlKeyLock,
+
+		// Takes the key's lock unless the key is committed and live: a replay never waits
+		// for, or holds up, another request. It answers whether it took the lock.
+		lockNew: fmt.Sprintf(`/* pgonce:lock_new */ SELECT CASE
+	WHEN EXISTS (SELECT FROM %[1]s WHERE scope = $1 AND key = $2 AND expires_at > now()) THEN false
+	ELSE %[2]s::text = ''
+END`, table, sqlKeyLock),
+
 		lookup: fmt.Sprintf(`/* pgonce:lookup */ SELECT k.fingerprint, k.status, k.headers, k.body, k.expires_at <= now(), %[2]s
 FROM %[1]s k
 WHERE k.scope = $1 AND k.key = $2`, table, sqlLifeMicros),
@@ -86,6 +99,13 @@ WHERE ctid = ANY(ARRAY(
 ))`, table),
 	}
 }
+
+// sqlKeyLock takes the transaction-scoped advisory lock of the key ($1 scope, $2 key): the
+// same lock as the generations layout's claim function (migration 0004), in the two-integer
+// space, which the single-bigint locks of package pessimistic never meet. Every claim on a
+// key takes it before writing the key, so a duplicate waits here, whichever path it takes; a
+// hash collision between two keys only makes one wait for the other.
+const sqlKeyLock = `pg_advisory_xact_lock(1886351214, hashtext($1::text || E'\n' || $2::text))`
 
 // sqlLifeMicros is the key row's remaining lifetime in microseconds, by the server's clock at
 // the moment the statement runs; claim turns it into Result.ExpiresAt on this process's clock.
@@ -220,42 +240,73 @@ func (d *Deduper) stored(req Request, row *claimRow) (*Response, error) {
 }
 
 // round runs one claim statement, pipelining around it in the same round trip, on the first
-// round, BEGIN or the savepoint, and, in bounded-wait mode, the lock_timeout change and its
-// restoration.
+// round, BEGIN or the savepoint and the key's lock, and, in bounded-wait mode, the
+// lock_timeout change and its restoration.
 func (d *Deduper) round(ctx context.Context, tx *claimTx, first bool, sql string, args []any, scan func(pgx.Row) error) error {
-	return d.send(ctx, tx, first, d.lockTimeout, sql, args, scan)
+	if !first || d.q.lockKey == "" {
+		return d.send(ctx, tx, first, d.lockTimeout, sql, args, scan)
+	}
+	// The table layout: the key's lock first, in the same round trip, so that a lock-first
+	// claim of the same key (lockfirst.go) waits for this one. lock_timeout bounds both waits.
+	b := tx.batch(true)
+	if d.lockTimeout != "" {
+		b.Queue(sqlSetLockTimeout, d.lockTimeout)
+	}
+	b.Queue(d.q.lockKey, args[0], args[1])
+	b.Queue(sql, args...).QueryRow(scan)
+	if d.lockTimeout != "" {
+		b.Queue(sqlRestoreLockTimeout)
+	}
+	return tx.send(ctx, b)
 }
 
 // send runs one statement in tx, with BEGIN or the savepoint first when first is set, and
 // lock_timeout set to lockTimeout around it unless that is empty, in one round trip.
 func (d *Deduper) send(ctx context.Context, tx *claimTx, first bool, lockTimeout, sql string, args []any, scan func(pgx.Row) error) error {
-	begin := first && tx.Tx == nil
-	savepoint := first && tx.savepoint
-	if !begin && !savepoint && lockTimeout == "" {
+	if !(first && (tx.Tx == nil || tx.savepoint)) && lockTimeout == "" {
 		return scan(tx.QueryRow(ctx, sql, args...))
 	}
+	b := tx.batch(first)
+	queueWaiting(b, lockTimeout, sql, args...).QueryRow(scan)
+	return tx.send(ctx, b)
+}
+
+// batch returns a batch for tx's next round trip, holding BEGIN (when tx is not begun yet) or
+// the savepoint (when tx asks for one) if first is set.
+func (tx *claimTx) batch(first bool) *pgx.Batch {
 	b := &pgx.Batch{}
-	if begin {
+	if first && tx.Tx == nil {
 		b.BeginTx(tx.txOptions)
 	}
-	if savepoint {
+	if first && tx.savepoint {
 		b.Queue(sqlSavepoint)
 	}
-	if lockTimeout != "" {
-		b.Queue(sqlSetLockTimeout, lockTimeout)
-	}
-	b.Queue(sql, args...).QueryRow(scan)
-	if lockTimeout != "" {
-		b.Queue(sqlRestoreLockTimeout)
-	}
-	if !begin {
+	return b
+}
+
+// send sends b, made by batch, in one round trip. When b begins the transaction, tx holds
+// it afterwards, even when a later statement failed (it is then aborted and the caller rolls
+// it back); when BEGIN itself failed, it is already closed.
+func (tx *claimTx) send(ctx context.Context, b *pgx.Batch) error {
+	if tx.Tx != nil {
 		return tx.SendBatch(ctx, b).Close()
 	}
 	br := tx.conn.SendBatch(ctx, b)
-	// The transaction exists from here on, even when a claim statement failed (it is then
-	// aborted and the caller rolls it back); when BEGIN itself failed, it is already closed.
 	tx.Tx = br.Tx()
 	return br.Close()
+}
+
+// queueWaiting queues sql, with lock_timeout set to lockTimeout around it unless that is
+// empty, and returns its queued query.
+func queueWaiting(b *pgx.Batch, lockTimeout, sql string, args ...any) *pgx.QueuedQuery {
+	if lockTimeout != "" {
+		b.Queue(sqlSetLockTimeout, lockTimeout)
+	}
+	q := b.Queue(sql, args...)
+	if lockTimeout != "" {
+		b.Queue(sqlRestoreLockTimeout)
+	}
+	return q
 }
 
 // claimErr maps a lock wait that ran out into ErrInProgress, keeping the PostgreSQL error in

@@ -54,7 +54,7 @@ type Options struct {
 	// to finish. Zero waits as long as ctx allows (then the duplicate replays the first one's
 	// response, or claims the key itself if the first rolled back). When positive, a wait
 	// longer than this ends with ErrInProgress. Implemented with SET LOCAL lock_timeout around
-	// the claim only, at no extra round trip; millisecond resolution.
+	// the key's lock and its claim only, at no extra round trip; millisecond resolution.
 	LockWait time.Duration
 
 	// MaxAttempts bounds how many times Do runs a request's transaction when PostgreSQL
@@ -72,20 +72,6 @@ type Options struct {
 	// BodyCodec, when set, transforms stored response bodies (see NewAESGCM). Responses
 	// returned to the caller are always the plain bodies.
 	BodyCodec BodyCodec
-
-	// ClaimLast, for workloads where concurrent duplicates and retries are rare, changes
-	// how Do's own transactions claim the key: it is looked up first (pipelined with BEGIN;
-	// a committed key replays as usual), fn runs, and the key is inserted together with the
-	// response in one statement pipelined with COMMIT. A new key then writes its row once
-	// instead of inserting it and updating it (measured: 3 WAL records instead of 5, one
-	// statement less); same round trips. The price: a concurrent duplicate is no longer
-	// held at the claim. It runs fn too, holding fn's row locks meanwhile, until its insert
-	// meets the winner's key, which aborts its transaction (the pipelined COMMIT cannot
-	// commit it): its effects roll back, and it replays the winner's response (or gets
-	// ErrFingerprintMismatch). Exactly-once holds either way; what is lost is the work of
-	// every concurrent duplicate. LockWait bounds the insert's wait for the winner. Joined
-	// transactions (a pgx.Tx given to Do) always claim first.
-	ClaimLast bool
 
 	// TxOptions are used for the transactions Do opens (isolation level, access mode).
 	// The default is the server's default, normally READ COMMITTED.
@@ -163,30 +149,40 @@ func (d *Deduper) MaxResponseBytes() int { return d.opts.MaxResponseBytes }
 // Do runs fn at most once for req's (scope, key) and returns its response, or, for a key
 // already committed, the stored response without running fn.
 //
-// Do inserts the key into the dedupe table in the same transaction as fn's writes and stores
-// fn's response in that row before committing, so the key and the effect commit together or
-// not at all. Outcomes:
+// Do writes the key into the dedupe table in the same transaction as fn's writes, together
+// with fn's response, so the key and the effect commit together or not at all. Outcomes:
 //
 //   - new key: fn runs; its response is committed with the key (Result.Replayed() false);
 //   - committed key, same fingerprint: the stored response (Result.Replayed() true), fn not run;
 //   - committed key, other fingerprint: ErrFingerprintMismatch, fn not run;
-//   - key held by a transaction still running: Do waits on the unique index until that
+//   - key held by a transaction still running: Do waits on the key's lock until that
 //     transaction ends, then replays its response, or claims the key if it rolled back. With
 //     Options.LockWait set, a longer wait ends with ErrInProgress;
 //   - fn returns an error: everything is rolled back, the key stays free, the error comes
 //     back in a *KeyError (errors.Is and errors.As see through it);
 //   - serialization failure or deadlock: the attempt is rolled back and rerun, up to
 //     Options.MaxAttempts;
-//   - expired key: counts as new; it is re-claimed in place, atomically.
+//   - expired key: counts as new; it is replaced in the same transaction, atomically.
+//
+// The key's lock is a transaction-scoped advisory lock on a hash of (scope, key), taken
+// before the key is written (see Options.LockWait). How the key is written depends on the
+// transaction:
+//
+//   - Do's own transaction, READ COMMITTED (the default), table layout: lock-first. BEGIN,
+//     the lock (skipped when the key is committed) and a lookup of the key go in one
+//     pipelined batch (pgx's Batch.BeginTx); then fn's statements; then the key, inserted with
+//     its response, and COMMIT in one batch. The key row is written once.
+//   - otherwise (a joined transaction, REPEATABLE READ or SERIALIZABLE, the generations
+//     layout): insert-first. The lock and the key's insert go with BEGIN or the savepoint;
+//     the response is stored in the key row before COMMIT.
 //
 // Given a *pgxpool.Pool (or any handle with its Acquire method) or a *pgx.Conn, Do runs its
 // own transaction, with retries. A new key then costs exactly the round trips of fn's
-// statements in a plain transaction: BEGIN and the claim go in one pipelined batch (pgx's
-// Batch.BeginTx), then fn's statements, then the stored response and COMMIT in one batch; a
-// one-statement fn makes 3 round trips, as pgx.BeginFunc would. A replay costs 2: BEGIN with
-// the claim, and ROLLBACK. The transaction fn gets is pgx's own, so all of pgx.Tx works in
-// it (LargeObjects, nested Begin). Any other DB gets its own transaction too, through Begin,
-// with BEGIN and COMMIT as round trips of their own.
+// statements in a plain transaction: a one-statement fn makes 3 round trips, as
+// pgx.BeginFunc would. A replay costs 2: BEGIN with the lookup, and ROLLBACK. The
+// transaction fn gets is pgx's own, so all of pgx.Tx works in it (LargeObjects, nested
+// Begin). Any other DB gets its own transaction too, through Begin, with BEGIN and COMMIT as
+// round trips of their own.
 //
 // Given a pgx.Tx, Do joins it: the key commits or rolls back with the caller's transaction.
 // (One entry point rather than River's Insert/InsertTx pair: the HTTP middleware and the Redis

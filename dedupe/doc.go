@@ -2,8 +2,8 @@
 //
 // Clients retry: after a timeout, a double click, a reload, or from two app servers at once.
 // Checking "does this key exist?" and then inserting creates duplicates under concurrency.
-// Do instead inserts the request's key into a unique-indexed table in the same transaction as
-// the business write, and stores the response in that row before committing:
+// Do instead writes the request's key, with its response, into a unique-indexed table in the
+// same transaction as the business write:
 //
 //	d := dedupe.New(nil)
 //	res, err := d.Do(ctx, pool, dedupe.Request{
@@ -24,9 +24,10 @@
 //	case res.Replayed():                                // the stored response of the first request
 //	}
 //
-// The unique index is the authority: the key and the effect commit together or not at all; a
-// concurrent duplicate waits on the index and then replays; a duplicate of a committed request
-// gets its stored response without running the function.
+// The unique index is the authority: the key and the effect commit together or not at all. A
+// concurrent duplicate waits for the first request on the key's lock (a transaction-scoped
+// advisory lock on a hash of the key) and then replays; a duplicate of a committed request
+// gets its stored response without running the function, and without taking the lock.
 //
 // The table is created by the migrations package (dedupe_keys). Expired keys are removed by
 // Purge; run it periodically. At volume, Options.Layout = LayoutGenerations keeps the keys in

@@ -75,9 +75,10 @@ func (t *ownTx) close(ctx context.Context) {
 
 // own runs one attempt in a transaction Do opens.
 func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, fn Func) (Result, error) {
-	if d.opts.ClaimLast {
-		return d.ownLast(ctx, db, req, ttlMicros, fn)
+	if d.lockFirst() {
+		return d.ownLockFirst(ctx, db, req, ttlMicros, fn)
 	}
+	// Insert-first: the generations layout, and isolation levels above READ COMMITTED.
 	tx, err := d.open(ctx, db)
 	if err != nil {
 		return Result{}, fmt.Errorf("dedupe: begin: %w", err)

@@ -59,7 +59,7 @@ type modeCase struct {
 var modeCases = []modeCase{
 	{"dedupe", modeDedupe},
 	{"dedupe/generations", modeDedupeGenerations},
-	{"dedupe-claim-last", modeDedupeClaimLast},
+	{"dedupe/insert-first", modeDedupeInsertFirst},
 	{"dedupehttp", modeDedupeHTTP},
 	{"optimistic", modeOptimistic},
 	{"pessimistic", modePessimistic},

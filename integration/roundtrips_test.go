@@ -72,8 +72,8 @@ func TestRoundTrips(t *testing.T) {
 
 	assert.Equal(t, int64(3), measure(func() { plain("p") }), "plain: begin, insert, commit")
 	plainTrips := measure(func() { plain("p2") })
-	assert.Equal(t, plainTrips, measure(func() { assert.False(t, do(pool, "n").Replayed()) }), "new key: begin+claim, insert, store+commit")
-	assert.LessOrEqual(t, measure(func() { assert.True(t, do(pool, "n").Replayed()) }), int64(2), "replay: begin+claim, rollback")
+	assert.Equal(t, plainTrips, measure(func() { assert.False(t, do(pool, "n").Replayed()) }), "new key: begin+lock+lookup, insert, key+commit")
+	assert.LessOrEqual(t, measure(func() { assert.True(t, do(pool, "n").Replayed()) }), int64(2), "replay: begin+lookup, rollback")
 
 	// A wrapper of the pool that hands out its connections keeps the pipelined COMMIT.
 	assert.Equal(t, plainTrips, measure(func() { assert.False(t, do(wrappedPool{pool}, "w").Replayed()) }), "wrapped pool: as the pool")
@@ -86,24 +86,25 @@ func TestRoundTrips(t *testing.T) {
 	assert.LessOrEqual(t, measure(func() { assert.True(t, do(conn.Conn(), "c").Replayed()) }), int64(2), "conn: replay as the pool")
 	conn.Release()
 
-	// Claim-last: the lookup travels with BEGIN, the key with COMMIT.
-	last := dedupe.New(&dedupe.Options{ClaimLast: true})
-	doLast := func(key string) dedupe.Result {
-		res, err := last.Do(ctx, pool, dedupe.Request{Scope: "rt-last", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+	// Insert-first (REPEATABLE READ): the key's lock and the claim travel with BEGIN, the
+	// response with COMMIT.
+	rr := dedupe.New(&dedupe.Options{TxOptions: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}})
+	doRR := func(key string) dedupe.Result {
+		res, err := rr.Do(ctx, pool, dedupe.Request{Scope: "rt-rr", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
 			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
 			return dedupe.Response{Status: 201}, err
 		})
 		require.NoError(t, err)
 		return res
 	}
-	doLast("warm")
-	assert.Equal(t, plainTrips, measure(func() { assert.False(t, doLast("l").Replayed()) }), "claim-last new key: begin+lookup, insert, key+commit")
-	assert.LessOrEqual(t, measure(func() { assert.True(t, doLast("l").Replayed()) }), int64(2), "claim-last replay: begin+lookup, rollback")
+	doRR("warm")
+	assert.Equal(t, plainTrips, measure(func() { assert.False(t, doRR("r").Replayed()) }), "insert-first new key: begin+lock+claim, insert, store+commit")
+	assert.LessOrEqual(t, measure(func() { assert.True(t, doRR("r").Replayed()) }), int64(2), "insert-first replay: begin+lock+claim, rollback")
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx)
-	assert.Equal(t, int64(3), measure(func() { do(tx, "j") }), "joined: savepoint+claim, insert, store+release")
+	assert.Equal(t, int64(3), measure(func() { do(tx, "j") }), "joined: savepoint+lock+claim, insert, store+release")
 }
 
 // wrappedPool is a pool behind a type of the caller's (instrumentation, routing): it has

@@ -80,7 +80,8 @@ func TestSQLTags(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(pool.Close)
 
-			// dedupe: claim, store, commit, lock_timeout, then a replay.
+			// dedupe: the lock-first claim (lock, lookup, the key inserted with COMMIT),
+			// lock_timeout, then a replay.
 			d := dedupe.New(&dedupe.Options{LockWait: 10e9})
 			req := dedupe.Request{Scope: "tags", Key: "k1", Fingerprint: []byte("fp")}
 			res, err := d.Do(ctx, pool, req, insertOrder(nil, "k1"))
@@ -90,7 +91,7 @@ func TestSQLTags(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, res.Replayed())
 
-			// An expired key is re-claimed; then purged.
+			// An expired key is dropped and inserted anew; then purged.
 			_, err = pool.Exec(ctx, `UPDATE dedupe_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'`)
 			require.NoError(t, err)
 			res, err = d.Do(ctx, pool, req, insertOrder(nil, "k1"))
@@ -101,6 +102,18 @@ func TestSQLTags(t *testing.T) {
 			n, err := d.Purge(ctx, pool, 100)
 			require.NoError(t, err)
 			require.Equal(t, int64(1), n)
+
+			// The insert-first claim of Do's own transaction (REPEATABLE READ): claim, store,
+			// and an expired key re-claimed in place.
+			rr := dedupe.New(&dedupe.Options{TxOptions: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}})
+			rrReq := dedupe.Request{Scope: "tags", Key: "rr"}
+			for range 2 {
+				res, err = rr.Do(ctx, pool, rrReq, insertOrder(nil, "rr"))
+				require.NoError(t, err)
+				require.False(t, res.Replayed())
+				_, err = pool.Exec(ctx, `UPDATE dedupe_keys SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'`)
+				require.NoError(t, err)
+			}
 
 			// Joined transaction: savepoint, release, and undo after fn fails.
 			tx, err := pool.Begin(ctx)
@@ -137,6 +150,7 @@ func TestSQLTags(t *testing.T) {
 
 			tags := log.tags()
 			for _, tag := range []string{
+				"lock_new", "lookup", "insert_done", "drop_expired", "lock_key",
 				"claim", "store", "commit", "set_lock_timeout", "restore_lock_timeout", "reclaim", "purge",
 				"savepoint", "release_savepoint", "undo_savepoint",
 				"advisory_xact_lock", "try_advisory_xact_lock", "fence", "rowlock", "advisory_lock", "advisory_unlock_all",

@@ -381,7 +381,7 @@ func (g *Guard) Do(ctx context.Context, r dedupe.Runner, db dedupe.DB, req dedup
 	res, err = r.Do(ctx, db, req, fn)
 	// In a joined transaction the key commits (or rolls back) with the caller's transaction,
 	// after Do returns: caching the response now could replay a write that never commits.
-	// The mark is released instead; duplicates meanwhile wait on PostgreSQL's unique index.
+	// The mark is released instead; duplicates meanwhile wait in PostgreSQL, on the key's lock.
 	_, joined := db.(pgx.Tx)
 	committed = err == nil && !joined
 	return res, err

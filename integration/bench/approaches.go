@@ -249,6 +249,53 @@ func keyRowAndResponse(pool *pgxpool.Pool) Do {
 	}
 }
 
+// LockFirstByHand is the claim-last shape with the key locked first: BEGIN, a
+// transaction-scoped advisory lock on the key's hash and a lookup of the key in one pipelined
+// batch, the business insert, then the key row with its response in one INSERT pipelined with
+// COMMIT. A concurrent duplicate waits on the lock instead of running the business write, and
+// then finds the committed key; the key row is still written once.
+func LockFirstByHand(pool *pgxpool.Pool) Do {
+	return func(ctx context.Context, s Send) error {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Release()
+		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, s.Key)
+		found := false
+		b.Queue(`SELECT status FROM dedupe_keys WHERE scope = 'hand' AND key = $1`, s.Key).QueryRow(func(r pgx.Row) error {
+			var st *int32
+			err := r.Scan(&st)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+		if err := c.SendBatch(ctx, b).Close(); err != nil {
+			return rollback(ctx, c, err)
+		}
+		if found {
+			_, err := c.Exec(ctx, `ROLLBACK`)
+			return err
+		}
+		id, err := insertOrder(ctx, c, s)
+		if err != nil {
+			return rollback(ctx, c, err)
+		}
+		b = &pgx.Batch{}
+		b.Queue(`INSERT INTO dedupe_keys (scope, key, fingerprint, status, body, completed_at, expires_at)
+			VALUES ('hand', $1, '\x00', 201, $2, now(), now() + interval '1 day')`, s.Key, fmt.Appendf(nil, `{"id":%d}`, id))
+		b.Queue(`COMMIT`)
+		if err := c.SendBatch(ctx, b).Close(); err != nil {
+			return rollback(ctx, c, err)
+		}
+		return nil
+	}
+}
+
 // ClaimLastByHand is the claim-last shape, by hand: BEGIN, the business insert, then the key
 // row with its response in one INSERT pipelined with COMMIT (a conflict aborts, so the
 // COMMIT rolls back). Plain's round trips, and the key row written once instead of inserted

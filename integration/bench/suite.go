@@ -30,13 +30,11 @@ type Env struct {
 	// network between an application and its database does.
 	NetPool *pgxpool.Pool
 	Deduper *dedupe.Deduper
-	// DeduperLast is a Deduper in claim-last mode (dedupe.Options.ClaimLast).
-	DeduperLast *dedupe.Deduper
-	Redis       *redis.Client
-	Guard       *redisguard.Guard
-	Locker      *redisguard.Locker
-	BSM         *redislock.Client
-	Redsync     *redsync.Redsync
+	Redis   *redis.Client
+	Guard   *redisguard.Guard
+	Locker  *redisguard.Locker
+	BSM     *redislock.Client
+	Redsync *redsync.Redsync
 }
 
 // Open creates a fresh schema in the database at baseURL with the toolkit's migrations and the
@@ -74,15 +72,14 @@ func Open(ctx context.Context, baseURL, redisURL string) (*Env, func(), error) {
 		return nil, nil, err
 	}
 	env := &Env{
-		Pool:        db.Pool,
-		NetPool:     netPool,
-		Deduper:     dedupe.New(nil),
-		DeduperLast: dedupe.New(&dedupe.Options{ClaimLast: true}),
-		Redis:       rdb,
-		Guard:       guard,
-		Locker:      locker,
-		BSM:         redislock.New(rdb),
-		Redsync:     newRedsync(rdb),
+		Pool:    db.Pool,
+		NetPool: netPool,
+		Deduper: dedupe.New(nil),
+		Redis:   rdb,
+		Guard:   guard,
+		Locker:  locker,
+		BSM:     redislock.New(rdb),
+		Redsync: newRedsync(rdb),
 	}
 	return env, func() { netPool.Close(); proxy.Close(); _ = rdb.Close(); drop() }, nil
 }
@@ -176,8 +173,8 @@ func Cases() []Case {
 		create("hand-claim-last", "2d claim-last by hand: key + response inserted with COMMIT, plain's round trips", func(_ context.Context, env *Env, cell string) (Workload, error) {
 			return Workload{Keys: newKeys(cell), Do: ClaimLastByHand(env.Pool)}, nil
 		}),
-		create("toolkit-claim-last", "2e toolkit dedupe core, ClaimLast", func(_ context.Context, env *Env, cell string) (Workload, error) {
-			return Workload{Keys: newKeys(cell), Do: Toolkit(env.Pool, env.DeduperLast)}, nil
+		create("hand-lock-first", "2f lock-first by hand: advisory lock + lookup with BEGIN, key + response inserted with COMMIT", func(_ context.Context, env *Env, cell string) (Workload, error) {
+			return Workload{Keys: newKeys(cell), Do: LockFirstByHand(env.Pool)}, nil
 		}),
 		create("replay", "3 toolkit replay (keys committed)", func(ctx context.Context, env *Env, cell string) (Workload, error) {
 			do := Toolkit(env.Pool, env.Deduper)
@@ -215,9 +212,6 @@ func Cases() []Case {
 		}),
 		create("net-toolkit", "9a order workload in the dedupe core, 0.5 ms each way (proxy)", func(_ context.Context, env *Env, cell string) (Workload, error) {
 			return Workload{Keys: newKeys(cell), Do: OrdersToolkit(env.NetPool, env.Deduper)}, nil
-		}),
-		create("orders-claim-last", "8b order workload in the dedupe core, ClaimLast", func(_ context.Context, env *Env, cell string) (Workload, error) {
-			return Workload{Keys: newKeys(cell), Do: OrdersToolkit(env.Pool, env.DeduperLast)}, nil
 		}),
 		locking("optimistic", "hot row: optimistic.Retry + Get/Update", OptimisticHelper),
 		locking("optimistic-hand", "hot row: the same optimistic SQL by hand", OptimisticByHand),

@@ -155,11 +155,11 @@ func run(warmup, duration time.Duration, rounds int, levels, only string) error 
 		info("pipelined by hand (2c) / plain", "hand-pipelined/"+ns, "plain/"+ns)
 		info("dedupe core / plain", "toolkit/"+ns, "plain/"+ns)
 		info("claim-last by hand (2d) / dedupe core", "hand-claim-last/"+ns, "toolkit/"+ns)
-		info("dedupe core with ClaimLast (2e) / dedupe core", "toolkit-claim-last/"+ns, "toolkit/"+ns)
-		info("order workload: ClaimLast (8b) / dedupe core (8a)", "orders-claim-last/"+ns, "orders-toolkit/"+ns)
+		info("lock-first by hand (2f, the core's statements) / dedupe core", "hand-lock-first/"+ns, "toolkit/"+ns)
+		info("lock-first by hand (2f) / insert-first pipelined by hand (2c)", "hand-lock-first/"+ns, "hand-pipelined/"+ns)
 		info("order workload over a 0.5 ms link: dedupe core / plain", "net-toolkit/"+ns, "net-plain/"+ns)
 	}
-	for _, id := range []string{"toolkit", "replay", "redis-replay", "redis-flushed", "orders-toolkit", "net-toolkit", "hand-claim-last", "toolkit-claim-last", "orders-claim-last"} {
+	for _, id := range []string{"toolkit", "replay", "redis-replay", "redis-flushed", "orders-toolkit", "net-toolkit", "hand-claim-last", "hand-lock-first"} {
 		for _, n := range clients {
 			if m, ok := results[fmt.Sprintf("%s/%d", id, n)]; ok && m.Dups != 0 {
 				fmt.Printf("- DUPLICATES: %s at %d clients: %d\n", id, n, m.Dups)
