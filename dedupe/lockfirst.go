@@ -68,9 +68,10 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		locked bool
 		row    claimRow
 	)
+	key := []any{req.Scope, req.Key} // both statements' arguments, boxed once
 	b := tx.batch(true)
-	queueWaiting(b, d.lockTimeout, d.q.lockNew, req.Scope, req.Key).QueryRow(func(r pgx.Row) error { return r.Scan(&locked) })
-	b.Queue(d.q.lookup, req.Scope, req.Key).QueryRow(func(r pgx.Row) error {
+	queueWaiting(b, d.lockTimeout, d.q.lockNew, key...).QueryRow(func(r pgx.Row) error { return r.Scan(&locked) })
+	b.Queue(d.q.lookup, key...).QueryRow(func(r pgx.Row) error {
 		err := r.Scan(&row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -98,7 +99,7 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		return Result{}, errClaimLost
 	case row.found:
 		// Expired: it goes, in this transaction, so the insert at the end takes its place.
-		if _, err := tx.Exec(ctx, d.q.dropExpired, req.Scope, req.Key); err != nil {
+		if _, err := tx.Exec(ctx, d.q.dropExpired, key...); err != nil {
 			return Result{}, err
 		}
 	}
@@ -110,12 +111,11 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 	if err := d.checkAfterFn(tx.Tx, resp); err != nil {
 		return Result{}, err
 	}
-	args, err := d.storeArgs(req, resp)
+	headers, body, err := d.responseArgs(req, resp)
 	if err != nil {
 		return Result{}, err
 	}
-	// storeArgs: scope, key, status, headers, body.
-	args = []any{args[0], args[1], fp, args[2], args[3], args[4], ttlMicros}
+	args := append(key[:2:2], fp, int32(resp.Status), headers, body, ttlMicros)
 	b = &pgx.Batch{}
 	var lifeMicros int64
 	// The insert waits only for a claim that took no lock (a pgonce release before this one,

@@ -28,27 +28,36 @@ func (d *Deduper) checkAfterFn(tx pgx.Tx, resp Response) error {
 }
 
 func (d *Deduper) storeArgs(req Request, resp Response) ([]any, error) {
-	var headers any // SQL NULL when there are none
+	headers, body, err := d.responseArgs(req, resp)
+	if err != nil {
+		return nil, err
+	}
+	return []any{req.Scope, req.Key, int32(resp.Status), headers, body}, nil
+}
+
+// responseArgs returns resp's headers and body as the statements that store a response take
+// them: the headers as JSON text, or nil (SQL NULL) when there are none, and the body sealed
+// by the BodyCodec, never nil.
+func (d *Deduper) responseArgs(req Request, resp Response) (headers any, body []byte, err error) {
 	if len(resp.Header) > 0 {
 		// Encoded here, as a string for the statement's $4::jsonb, so that no query mode
 		// depends on the server describing the parameter (see queries.store).
 		b, err := json.Marshal(resp.Header)
 		if err != nil {
-			return nil, fmt.Errorf("dedupe: encode headers: %w", err)
+			return nil, nil, fmt.Errorf("dedupe: encode headers: %w", err)
 		}
 		headers = string(b)
 	}
-	body := resp.Body
+	body = resp.Body
 	if d.opts.BodyCodec != nil {
-		var err error
 		if body, err = d.opts.BodyCodec.Seal(req.Scope, req.Key, body); err != nil {
-			return nil, fmt.Errorf("%w: seal: %w", ErrBodyCodec, err)
+			return nil, nil, fmt.Errorf("%w: seal: %w", ErrBodyCodec, err)
 		}
 	}
 	if body == nil {
 		body = []byte{}
 	}
-	return []any{req.Scope, req.Key, int32(resp.Status), headers, body}, nil
+	return headers, body, nil
 }
 
 func (d *Deduper) queueStore(b *pgx.Batch, req Request, resp Response) error {
