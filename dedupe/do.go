@@ -26,7 +26,9 @@ type Execer interface {
 }
 
 // Func is the business write guarded by a key. It runs inside tx, must do all its database
-// work through tx, and must leave tx open: Do commits or rolls back.
+// work through tx, and must leave tx open: Do commits or rolls back. In a transaction Do
+// opened, tx.Commit is refused with ErrTxEnded (sending nothing), since the key is written at
+// the commit.
 //
 // Returning an error rolls everything back, frees the key, and makes Do return that error
 // (wrapped in a *KeyError). Returning a Response commits it with the effect, whatever its
@@ -181,8 +183,8 @@ func (d *Deduper) MaxResponseBytes() int { return d.opts.MaxResponseBytes }
 // statements in a plain transaction: a one-statement fn makes 3 round trips, as
 // pgx.BeginFunc would. A replay costs 2: BEGIN with the lookup, and ROLLBACK. The
 // transaction fn gets is pgx's own, so all of pgx.Tx works in it (LargeObjects, nested
-// Begin). Any other DB gets its own transaction too, through Begin, with BEGIN and COMMIT as
-// round trips of their own.
+// Begin), except Commit (see Func). Any other DB gets its own transaction too, through
+// Begin, with BEGIN and COMMIT as round trips of their own.
 //
 // Given a pgx.Tx, Do joins it: the key commits or rolls back with the caller's transaction.
 // (One entry point rather than River's Insert/InsertTx pair: the HTTP middleware and the Redis

@@ -32,9 +32,10 @@ var (
 	// Nothing ran; retry later with the same key. HTTP: 503 with Retry-After.
 	ErrUnavailable = errors.New("dedupe: unavailable")
 
-	// ErrIncomplete means a committed key has no stored response. Do never commits such a row;
-	// it appears only when a function ended the transaction itself (ErrTxEnded) or the row was
-	// written by other code.
+	// ErrIncomplete means a committed key has no stored response. Do commits such a row only
+	// when a function ended the transaction itself with a COMMIT sent as SQL (ErrTxEnded), so
+	// that its committed writes are not made again; otherwise the row was written by other
+	// code.
 	ErrIncomplete = errors.New("dedupe: stored key has no response")
 )
 

@@ -104,11 +104,8 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		}
 	}
 
-	resp, err := fn(ctx, tx.Tx)
+	resp, err := d.runFn(ctx, tx, req, ttlMicros, fn)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := d.checkAfterFn(tx.Tx, resp); err != nil {
 		return Result{}, err
 	}
 	headers, body, err := d.responseArgs(req, resp)

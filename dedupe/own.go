@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,49 @@ type ownTx struct {
 	claimTx
 	// pooled is the pooled connection to hand back; nil when Do did not acquire one.
 	pooled *pgxpool.Conn
+	// fn is what fn gets: Tx, with Commit refused (fnTx).
+	fn fnTx
+}
+
+// fnTx is the transaction fn gets in a transaction Do opened: pgx's own, with every method of
+// it (LargeObjects, nested Begin) except Commit, which it refuses, sending nothing: the key is
+// written at the commit, so a commit inside fn would commit fn's writes without it.
+type fnTx struct {
+	pgx.Tx
+	rolledBack bool // fn called Rollback: its writes are gone, so no key is needed
+}
+
+// Commit refuses to commit Do's transaction. fn returns its response instead, and Do commits.
+func (t *fnTx) Commit(context.Context) error {
+	return fmt.Errorf("%w: fn called Commit; Do commits the transaction after fn returns", ErrTxEnded)
+}
+
+// Rollback rolls the transaction back; Do then reports ErrTxEnded.
+func (t *fnTx) Rollback(ctx context.Context) error {
+	t.rolledBack = true
+	return t.Tx.Rollback(ctx)
+}
+
+// runFn runs fn in tx and checks what it left, as checkAfterFn does. When fn ended the
+// transaction without Rollback (a COMMIT sent as SQL), its writes may have committed without
+// the key; the key is then committed without a response, in a transaction of its own, so
+// that retries get ErrIncomplete rather than run again.
+func (d *Deduper) runFn(ctx context.Context, tx *ownTx, req Request, ttlMicros int64, fn Func) (Response, error) {
+	tx.fn = fnTx{Tx: tx.Tx}
+	resp, err := fn(ctx, &tx.fn)
+	if err == nil {
+		err = d.checkAfterFn(tx.Tx, resp)
+	}
+	if c := tx.Conn(); errors.Is(err, ErrTxEnded) && !tx.fn.rolledBack && c != nil && c.PgConn().TxStatus() == 'I' {
+		fp := req.Fingerprint
+		if fp == nil {
+			fp = []byte{}
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		_, _ = c.Exec(ctx, d.q.claim, req.Scope, req.Key, fp, ttlMicros)
+	}
+	return resp, err
 }
 
 // pipelined reports whether Do owns the connection outright, so that COMMIT can travel in
@@ -94,11 +138,8 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 	if stored != nil {
 		return Result{Response: *stored, Source: SourcePostgres, ExpiresAt: expiresAt}, nil
 	}
-	resp, err := fn(ctx, tx.Tx)
+	resp, err := d.runFn(ctx, tx, req, ttlMicros, fn)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := d.checkAfterFn(tx.Tx, resp); err != nil {
 		return Result{}, err
 	}
 	if !tx.pipelined() {

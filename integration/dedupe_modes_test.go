@@ -176,23 +176,48 @@ func TestFunctionPanic(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx))
 }
 
-// A function that ends its transaction itself is reported, and so is the row it left.
+// A function that ends its transaction itself is reported: Commit is refused, and a COMMIT
+// sent as SQL leaves its key committed without a response, which retries are told about.
 func TestFunctionEndsTransaction(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	d := dedupe.New(nil)
 	ctx := context.Background()
-	req := dedupe.Request{Scope: "s", Key: "commits-itself"}
-	_, err := d.Do(ctx, db.Pool, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-		return dedupe.Response{Status: 200}, tx.Commit(ctx)
-	})
-	require.ErrorIs(t, err, dedupe.ErrTxEnded)
-	_, err = d.Do(ctx, db.Pool, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-		return dedupe.Response{Status: 200}, nil
-	})
-	require.ErrorIs(t, err, dedupe.ErrIncomplete, "the committed claim has no response")
+	createOrders(t, db.Pool)
+	rr := dedupe.New(&dedupe.Options{TxOptions: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}})
+	for name, d := range map[string]*dedupe.Deduper{"lock-first": d, "insert-first": rr} {
+		// Commit is refused, sending nothing: the insert stays uncommitted and rolls back.
+		req := dedupe.Request{Scope: "commit-" + name, Key: "k"}
+		_, err := d.Do(ctx, db.Pool, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			if _, err := insertOrder(nil, req.Scope)(ctx, tx); err != nil {
+				return dedupe.Response{}, err
+			}
+			return dedupe.Response{Status: 200}, tx.Commit(ctx)
+		})
+		require.ErrorIs(t, err, dedupe.ErrTxEnded, name)
+		assert.Zero(t, count(t, db.Pool, `SELECT count(*) FROM orders WHERE request_key = $1`, req.Scope), name)
+		res, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Scope))
+		require.NoError(t, err, "%s: the key stayed free", name)
+		assert.False(t, res.Replayed(), name)
 
-	_, err = d.Do(ctx, db.Pool, dedupe.Request{Scope: "s", Key: "swallows"}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+		// A COMMIT sent as SQL commits fn's writes; the key is committed with them or right
+		// after, without a response, so a retry does not run again.
+		req = dedupe.Request{Scope: "sql-commit-" + name, Key: "k"}
+		_, err = d.Do(ctx, db.Pool, req, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			if _, err := insertOrder(nil, req.Scope)(ctx, tx); err != nil {
+				return dedupe.Response{}, err
+			}
+			_, err := tx.Exec(ctx, `COMMIT`)
+			return dedupe.Response{Status: 200}, err
+		})
+		require.ErrorIs(t, err, dedupe.ErrTxEnded, name)
+		assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders WHERE request_key = $1`, req.Scope), name)
+		_, err = d.Do(ctx, db.Pool, req, insertOrder(nil, req.Scope))
+		require.ErrorIs(t, err, dedupe.ErrIncomplete, "%s: the committed key has no response", name)
+		assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM orders WHERE request_key = $1`, req.Scope), name)
+	}
+
+	_, err := d.Do(ctx, db.Pool, dedupe.Request{Scope: "s", Key: "swallows"}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
 		_, _ = tx.Exec(ctx, `SELECT 1/0`)
 		return dedupe.Response{Status: 200}, nil
 	})
