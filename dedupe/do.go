@@ -76,7 +76,9 @@ type Options struct {
 	BodyCodec BodyCodec
 
 	// TxOptions are used for the transactions Do opens (isolation level, access mode).
-	// The default is the server's default, normally READ COMMITTED.
+	// The default is the server's default, normally READ COMMITTED. READ COMMITTED, named or
+	// left to the server, gets the lock-first claim; REPEATABLE READ and SERIALIZABLE the
+	// insert-first one (see Do).
 	TxOptions pgx.TxOptions
 
 	// Tracer, when set, is told when each Do begins and ends (see Tracer); nil costs nothing.
