@@ -22,8 +22,11 @@ type queries struct {
 	// empty in the generations layout, whose claim function takes it).
 	lockKey string
 	// The lock-first claim (lockfirst.go): lock the key unless it is committed, look it up,
-	// drop it when expired, insert it with its response.
+	// drop it when expired, insert it with its response. In the generations layout one call
+	// (lockLookup) locks and looks up, and the insert replaces an expired row, so lockNew,
+	// lookup and dropExpired are empty.
 	lockNew, lookup, dropExpired, insertDone string
+	lockLookup                               string
 }
 
 func newQueries(table string) queries {

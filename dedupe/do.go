@@ -172,13 +172,13 @@ func (d *Deduper) MaxResponseBytes() int { return d.opts.MaxResponseBytes }
 // before the key is written (see Options.LockWait). How the key is written depends on the
 // transaction:
 //
-//   - Do's own transaction, READ COMMITTED (the default), table layout: lock-first. BEGIN,
-//     the lock (skipped when the key is committed) and a lookup of the key go in one
-//     pipelined batch (pgx's Batch.BeginTx); then fn's statements; then the key, inserted with
-//     its response, and COMMIT in one batch. The key row is written once.
-//   - otherwise (a joined transaction, REPEATABLE READ or SERIALIZABLE, the generations
-//     layout): insert-first. The lock and the key's insert go with BEGIN or the savepoint;
-//     the response is stored in the key row before COMMIT.
+//   - Do's own transaction, READ COMMITTED (the default): lock-first. BEGIN, the lock
+//     (skipped when the key is committed) and a lookup of the key go in one pipelined batch
+//     (pgx's Batch.BeginTx); then fn's statements; then the key, inserted with its response,
+//     and COMMIT in one batch. The key row is written once.
+//   - otherwise (a joined transaction, REPEATABLE READ or SERIALIZABLE): insert-first. The
+//     lock and the key's insert go with BEGIN or the savepoint; the response is stored in the
+//     key row before COMMIT.
 //
 // Given a *pgxpool.Pool (or any handle with its Acquire method) or a *pgx.Conn, Do runs its
 // own transaction, with retries. A new key then costs exactly the round trips of fn's

@@ -18,13 +18,16 @@ const (
 	// with the number of keys removed.
 	LayoutTable Layout = iota
 
-	// LayoutGenerations keeps keys in three generation tables (dedupe_keys_g0..2, migration
-	// 0004) and removes expired keys by truncating a whole generation, at a cost that does not
+	// LayoutGenerations keeps keys in three generation tables (dedupe_keys_g0..2, migrations
+	// 0004 and 0006) and removes expired keys by truncating a whole generation, at a cost that does not
 	// depend on how many keys it holds. A claim first takes a transaction-scoped advisory lock
 	// on a hash of (scope, key), so a duplicate waits for the first claimer across generations
 	// as it would on the unique index, then looks in the current and the previous generation.
-	// Claims are one call to a PL/pgSQL function (dedupe_gen_claim): one round trip, like the
-	// default layout's claim.
+	// A lock-first claim (Do's own transaction, READ COMMITTED) is one call of a PL/pgSQL
+	// function with BEGIN (dedupe_gen_lookup: the lock and the lookup) and one with COMMIT
+	// (dedupe_gen_insert: the key with its response, into the generation current then;
+	// migration 0006); an insert-first claim one call of dedupe_gen_claim. Round trips are
+	// the default layout's.
 	//
 	// Limits: transactions must be READ COMMITTED (the claim refuses others, since a duplicate
 	// must see what committed while it waited); a TTL longer than dedupe_generations.max_ttl
@@ -80,6 +83,11 @@ func generationQueries(schema string) (queries, *generations) {
 		// A row comes back when the response was stored, none when the claimed row is gone:
 		// the store's RowsAffected check in Do works unchanged.
 		store: `/* pgonce:store */ SELECT FROM ` + fn("dedupe_gen_store") + `($1::text, $2::text, $3::integer, $4::jsonb, $5::bytea)`,
+		// The lock-first claim (migration 0006).
+		lockLookup: `/* pgonce:lock_lookup */ SELECT locked, found, fingerprint, status, headers, body, expired, life_micros FROM ` +
+			fn("dedupe_gen_lookup") + `($1::text, $2::text, $3::bigint)`,
+		insertDone: `/* pgonce:insert_done */ SELECT ` + fn("dedupe_gen_insert") +
+			`($1::text, $2::text, $3::bytea, $4::integer, $5::jsonb, $6::bytea, $7::bigint)`,
 	}
 	return q, &generations{
 		rotate:   `/* pgonce:rotate */ SELECT rotated, generation FROM ` + fn("dedupe_gen_rotate") + `()`,

@@ -16,14 +16,11 @@ import (
 // while fn ran. This attempt rolls back, and the next round looks again.
 var errClaimLost = errors.New("dedupe: key committed by a concurrent request")
 
-// lockFirst reports whether Do's own transactions claim lock-first (ownLockFirst): with the
-// table layout, in READ COMMITTED (named, or the server's default, which is normally it).
-// Under REPEATABLE READ or SERIALIZABLE the lookup after the lock wait would still see the
-// snapshot from before it, so they claim insert-first, as joined transactions always do.
+// lockFirst reports whether Do's own transactions claim lock-first (ownLockFirst): in READ
+// COMMITTED (named, or the server's default, which is normally it), in either layout. Under
+// REPEATABLE READ or SERIALIZABLE the lookup after the lock wait would still see the snapshot
+// from before it, so they claim insert-first, as joined transactions always do.
 func (d *Deduper) lockFirst() bool {
-	if d.gen != nil {
-		return false
-	}
 	switch d.opts.TxOptions.IsoLevel {
 	case "", pgx.ReadCommitted:
 		return true
@@ -68,17 +65,24 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		locked bool
 		row    claimRow
 	)
-	key := []any{req.Scope, req.Key} // both statements' arguments, boxed once
+	key := []any{req.Scope, req.Key} // the statements' arguments, boxed once
 	b := tx.batch(true)
-	queueWaiting(b, d.lockTimeout, d.q.lockNew, key...).QueryRow(func(r pgx.Row) error { return r.Scan(&locked) })
-	b.Queue(d.q.lookup, key...).QueryRow(func(r pgx.Row) error {
-		err := r.Scan(&row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		row.found = err == nil
-		return err
-	})
+	if d.q.lockLookup != "" {
+		// The generations layout: one call locks and looks up in both live generations.
+		queueWaiting(b, d.lockTimeout, d.q.lockLookup, req.Scope, req.Key, ttlMicros).QueryRow(func(r pgx.Row) error {
+			return r.Scan(&locked, &row.found, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
+		})
+	} else {
+		queueWaiting(b, d.lockTimeout, d.q.lockNew, key...).QueryRow(func(r pgx.Row) error { return r.Scan(&locked) })
+		b.Queue(d.q.lookup, key...).QueryRow(func(r pgx.Row) error {
+			err := r.Scan(&row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			row.found = err == nil
+			return err
+		})
+	}
 	sent := time.Now()
 	stop := tracewait.Claim(ctx) // the lock is where a duplicate waits: the claim's wait
 	err = tx.send(ctx, b)
@@ -97,8 +101,9 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		// The key was committed and live when the lock was skipped, and is expired or gone
 		// now: look again, taking the lock this time.
 		return Result{}, errClaimLost
-	case row.found:
+	case row.found && d.q.dropExpired != "":
 		// Expired: it goes, in this transaction, so the insert at the end takes its place.
+		// (The generations layout's insert replaces an expired row itself.)
 		if _, err := tx.Exec(ctx, d.q.dropExpired, key...); err != nil {
 			return Result{}, err
 		}

@@ -122,7 +122,7 @@ func (d *Deduper) own(ctx context.Context, db DB, req Request, ttlMicros int64, 
 	if d.lockFirst() {
 		return d.ownLockFirst(ctx, db, req, ttlMicros, fn)
 	}
-	// Insert-first: the generations layout, and isolation levels above READ COMMITTED.
+	// Insert-first: isolation levels above READ COMMITTED.
 	tx, err := d.open(ctx, db)
 	if err != nil {
 		return Result{}, fmt.Errorf("dedupe: begin: %w", err)

@@ -37,12 +37,13 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 5, 5 steps
+	// from 0 to 6, 6 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
 	//   applied 0003_flow
 	//   applied 0004_dedupe_generations
 	//   applied 0005_one_check_constraint
-	// from 5 to 5, 0 steps
+	//   applied 0006_dedupe_gen_lock_first
+	// from 6 to 6, 0 steps
 	// valid: true
 }
