@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -109,12 +110,7 @@ func TestReplayTakesNoLock(t *testing.T) {
 	_, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err)
 
-	tx, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(1886351214, hashtext($1::text || E'\n' || $2::text))`, req.Scope, req.Key)
-	require.NoError(t, err)
-
+	holdKeyLock(t, db.Pool, req)
 	res, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
 	require.NoError(t, err, "the replay did not wait for the lock")
 	assert.True(t, res.Replayed())
@@ -144,10 +140,32 @@ func modeDedupeInsertFirst(t *testing.T, db modeDB, _ string) {
 	assert.True(t, again.Replayed())
 	assert.Equal(t, first.Response, again.Response, "headers and body replay as stored")
 
-	d := dedupe.New(&dedupe.Options{LockWait: 5 * time.Second})
-	lost := dedupe.Request{Scope: "modes", Key: "lost"}
-	res, err := d.Do(ctx, db.pool, lost, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-		if _, err := db.check.Exec(ctx, `INSERT INTO dedupe_keys (scope, key, fingerprint, status, body, completed_at, expires_at)
+	lockFirstLosesToLocklessKey(t, dedupe.New(&dedupe.Options{LockWait: 5 * time.Second}), db.pool, db.check, "dedupe_keys")
+	assert.Equal(t, 1, count(t, db.check, `SELECT count(*) FROM orders`))
+}
+
+// holdKeyLock takes req's key lock, as a claim would, in a transaction of its own that stays
+// open until the test ends.
+func holdKeyLock(t *testing.T, pool *pgxpool.Pool, req dedupe.Request) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(1886351214, hashtext($1::text || E'\n' || $2::text))`, req.Scope, req.Key)
+	require.NoError(t, err)
+}
+
+// lockFirstLosesToLocklessKey runs a lock-first Do on pool whose fn, before its own insert,
+// has the key committed with the response "winner" into table through check, without the key's
+// lock (as a pgonce release before the lock would): the final insert fails, fn's effect rolls
+// back, and the winner's response comes back.
+func lockFirstLosesToLocklessKey(t *testing.T, d *dedupe.Deduper, pool dedupe.DB, check *pgxpool.Pool, table string) {
+	t.Helper()
+	ctx := context.Background()
+	lost := dedupe.Request{Scope: "lockless", Key: "lost"}
+	res, err := d.Do(ctx, pool, lost, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+		if _, err := check.Exec(ctx, `INSERT INTO `+table+` (scope, key, fingerprint, status, body, completed_at, expires_at)
 			VALUES ($1, $2, '\x', 201, 'winner', now(), now() + interval '1 hour')`, lost.Scope, lost.Key); err != nil {
 			return dedupe.Response{}, err
 		}
@@ -156,6 +174,5 @@ func modeDedupeInsertFirst(t *testing.T, db modeDB, _ string) {
 	require.NoError(t, err)
 	assert.True(t, res.Replayed(), "the winner's response")
 	assert.Equal(t, "winner", string(res.Response.Body))
-	assert.Zero(t, count(t, db.check, `SELECT count(*) FROM orders WHERE request_key = 'loser'`), "the loser's effect rolled back")
-	assert.Equal(t, 1, count(t, db.check, `SELECT count(*) FROM orders`))
+	assert.Zero(t, count(t, check, `SELECT count(*) FROM orders WHERE request_key = 'loser'`), "the loser's effect rolled back")
 }
