@@ -3,9 +3,11 @@ package dedupe
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgonce/pgonce/internal/pgerr"
 	"github.com/pgonce/pgonce/internal/tracewait"
@@ -132,7 +134,7 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		err = tx.Commit(ctx)
 	}
 	switch {
-	case pgerr.Is(err, pgerr.UniqueViolation):
+	case keyConflict(err):
 		// The key committed meanwhile: fn's writes rolled back with the insert (the pipelined
 		// COMMIT cannot commit an aborted transaction), and the next round replays it.
 		return Result{}, errClaimLost
@@ -140,4 +142,14 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		return Result{}, claimErr(err)
 	}
 	return Result{Response: resp, ExpiresAt: sent.Add(time.Duration(lifeMicros) * time.Microsecond)}, nil
+}
+
+// keyConflict reports whether err is the key's insert meeting a committed key: a
+// unique_violation on the primary key of dedupe_keys or of a generation table. Any other one
+// (a deferred unique constraint of fn's tables, checked at COMMIT) is fn's error, not a reason
+// to run fn again.
+func keyConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == pgerr.UniqueViolation &&
+		strings.HasPrefix(pe.ConstraintName, "dedupe_keys") && strings.HasSuffix(pe.ConstraintName, "_pkey")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -175,4 +176,31 @@ func lockFirstLosesToLocklessKey(t *testing.T, d *dedupe.Deduper, pool dedupe.DB
 	assert.True(t, res.Replayed(), "the winner's response")
 	assert.Equal(t, "winner", string(res.Response.Body))
 	assert.Zero(t, count(t, check, `SELECT count(*) FROM orders WHERE request_key = 'loser'`), "the loser's effect rolled back")
+}
+
+// A unique violation at COMMIT from one of fn's own tables (a deferred constraint) is fn's
+// error: it comes back after one run, not taken for the key's conflict and run again.
+func TestDeferredUniqueViolationIsFns(t *testing.T) {
+	t.Parallel()
+	db := harness.DB(t, nil)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE once (v int, CONSTRAINT once_v UNIQUE (v) DEFERRABLE INITIALLY DEFERRED);
+		INSERT INTO once VALUES (1)`)
+	require.NoError(t, err)
+	for name, d := range map[string]*dedupe.Deduper{
+		"table":       dedupe.New(nil),
+		"generations": dedupe.New(&dedupe.Options{Layout: dedupe.LayoutGenerations}),
+	} {
+		var calls atomic.Int64
+		_, err := d.Do(ctx, db.Pool, dedupe.Request{Scope: "deferred", Key: name}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+			calls.Add(1)
+			_, err := tx.Exec(ctx, `INSERT INTO once VALUES (1)`)
+			return dedupe.Response{Status: 201}, err
+		})
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, name)
+		assert.Equal(t, "once_v", pe.ConstraintName, name)
+		assert.Equal(t, int64(1), calls.Load(), "%s: fn ran once", name)
+		assert.Zero(t, count(t, db.Pool, `SELECT (SELECT count(*) FROM dedupe_keys) + (SELECT count(*) FROM dedupe_keys_g0)`), name)
+	}
 }

@@ -136,7 +136,7 @@ BEGIN
     END CASE;
     IF e IS NULL THEN
         RAISE EXCEPTION 'pgonce: key (%, %) committed by a concurrent request', p_scope, p_key
-            USING ERRCODE = 'unique_violation';
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'dedupe_keys_g' || g % 3 || '_pkey';
     END IF;
     RETURN (extract(epoch FROM e - clock_timestamp()) * 1000000)::bigint;
 END
