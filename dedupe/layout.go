@@ -19,10 +19,11 @@ const (
 	LayoutTable Layout = iota
 
 	// LayoutGenerations keeps keys in three generation tables (dedupe_keys_g0..2, migrations
-	// 0004 and 0006) and removes expired keys by truncating a whole generation, at a cost that does not
-	// depend on how many keys it holds. A claim first takes a transaction-scoped advisory lock
-	// on a hash of (scope, key), so a duplicate waits for the first claimer across generations
-	// as it would on the unique index, then looks in the current and the previous generation.
+	// 0004 and 0006) and removes expired keys by truncating a whole generation, at a cost that
+	// does not depend on how many keys it holds. A claim first takes a transaction-scoped
+	// advisory lock on a hash of (scope, key), the default layout's key lock, so a duplicate
+	// waits for the first claimer across generations, then looks in the current and the
+	// previous generation.
 	// A lock-first claim (Do's own transaction, READ COMMITTED) is one call of a PL/pgSQL
 	// function with BEGIN (dedupe_gen_lookup: the lock and the lookup) and one with COMMIT
 	// (dedupe_gen_insert: the key with its response, into the generation current then;

@@ -119,7 +119,7 @@ func TestTracerKeyOnlyWhenAsked(t *testing.T) {
 	assert.Equal(t, dedupe.KeyHash("secret"), start.KeyHash)
 }
 
-// A duplicate waiting on the unique index for a concurrent holder reports the wait.
+// A duplicate waiting on the key's lock for a concurrent holder reports the wait.
 func TestTracerWaitInProgress(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t, pgtest.URL(t), nil)
