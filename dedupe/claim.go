@@ -168,10 +168,7 @@ type claimTx struct {
 // later than the true expiry whatever the two clocks say.
 func (d *Deduper) claim(ctx context.Context, tx *claimTx, req Request, ttlMicros int64) (stored *Response, expiresAt time.Time, err error) {
 	defer tracewait.Claim(ctx)() // the claim's wall time, for tracers (TraceDoEndData.Wait)
-	fp := req.Fingerprint
-	if fp == nil {
-		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
-	}
+	fp := fingerprintArg(req)
 	for round := 0; round < maxClaimRounds; round++ {
 		var row claimRow
 		sent := time.Now()
@@ -217,6 +214,15 @@ func (d *Deduper) claim(ctx context.Context, tx *claimTx, req Request, ttlMicros
 		return resp, expiresAt, err
 	}
 	return nil, time.Time{}, errClaimChurn
+}
+
+// fingerprintArg is req's fingerprint as the key statements take it: never nil, since the
+// column is NOT NULL and pgx sends a nil slice as NULL.
+func fingerprintArg(req Request) []byte {
+	if req.Fingerprint == nil {
+		return []byte{}
+	}
+	return req.Fingerprint
 }
 
 // stored returns the response of a committed key row, or why it cannot be replayed to req.

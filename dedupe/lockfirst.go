@@ -59,10 +59,6 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 	}
 	defer tx.close(ctx)
 
-	fp := req.Fingerprint
-	if fp == nil {
-		fp = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
-	}
 	var (
 		locked bool
 		row    claimRow
@@ -71,7 +67,7 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 	b := tx.batch(true)
 	if d.q.lockLookup != "" {
 		// The generations layout: one call locks and looks up in both live generations.
-		queueWaiting(b, d.lockTimeout, d.q.lockLookup, req.Scope, req.Key, ttlMicros).QueryRow(func(r pgx.Row) error {
+		queueWaiting(b, d.lockTimeout, d.q.lockLookup, key[0], key[1], ttlMicros).QueryRow(func(r pgx.Row) error {
 			return r.Scan(&locked, &row.found, &row.fingerprint, &row.status, &row.headers, &row.body, &row.expired, &row.lifeMicros)
 		})
 	} else {
@@ -119,7 +115,7 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 	if err != nil {
 		return Result{}, err
 	}
-	args := append(key[:2:2], fp, int32(resp.Status), headers, body, ttlMicros)
+	args := append(key[:2:2], fingerprintArg(req), int32(resp.Status), headers, body, ttlMicros)
 	b = &pgx.Batch{}
 	var lifeMicros int64
 	// The insert waits only for a claim that took no lock (a pgonce release before this one,
@@ -149,6 +145,9 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 // (a deferred unique constraint of fn's tables, checked at COMMIT) is fn's error, not a reason
 // to run fn again.
 func keyConflict(err error) bool {
+	if err == nil {
+		return false // the common case, before pe is declared: errors.As moves it to the heap
+	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == pgerr.UniqueViolation &&
 		strings.HasPrefix(pe.ConstraintName, "dedupe_keys") && strings.HasSuffix(pe.ConstraintName, "_pkey")

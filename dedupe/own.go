@@ -61,13 +61,9 @@ func (d *Deduper) runFn(ctx context.Context, tx *ownTx, req Request, ttlMicros i
 		err = d.checkAfterFn(tx.Tx, resp)
 	}
 	if c := tx.Conn(); errors.Is(err, ErrTxEnded) && !tx.fn.rolledBack && c != nil && c.PgConn().TxStatus() == 'I' {
-		fp := req.Fingerprint
-		if fp == nil {
-			fp = []byte{}
-		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		_, _ = c.Exec(ctx, d.q.claim, req.Scope, req.Key, fp, ttlMicros)
+		_, _ = c.Exec(ctx, d.q.claim, req.Scope, req.Key, fingerprintArg(req), ttlMicros)
 	}
 	return resp, err
 }
