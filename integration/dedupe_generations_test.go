@@ -378,16 +378,8 @@ func TestGenerationsLockFirst(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	createOrders(t, db.Pool)
-	ctx := context.Background()
 	d := dedupe.New(&dedupe.Options{Layout: dedupe.LayoutGenerations, LockWait: 200 * time.Millisecond})
-	req := dedupe.Request{Scope: "gen", Key: "k"}
-	_, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
-	require.NoError(t, err)
-
-	holdKeyLock(t, db.Pool, req)
-	res, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
-	require.NoError(t, err, "the replay did not wait for the lock")
-	assert.True(t, res.Replayed())
+	replayUnderHeldLock(t, d, db.Pool, dedupe.Request{Scope: "gen", Key: "k"})
 
 	// Generation 0 is current in a fresh schema.
 	lockFirstLosesToLocklessKey(t, d, db.Pool, db.Pool, "dedupe_keys_g0")

@@ -108,16 +108,10 @@ func TestReplayTakesNoLock(t *testing.T) {
 	ctx := context.Background()
 	d := dedupe.New(&dedupe.Options{LockWait: 200 * time.Millisecond})
 	req := dedupe.Request{Scope: "replay", Key: "k"}
-	_, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
-	require.NoError(t, err)
-
-	holdKeyLock(t, db.Pool, req)
-	res, err := d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
-	require.NoError(t, err, "the replay did not wait for the lock")
-	assert.True(t, res.Replayed())
+	replayUnderHeldLock(t, d, db.Pool, req)
 
 	// A new key with the same lock held waits, and LockWait bounds it: the lock is the key's.
-	_, err = db.Pool.Exec(ctx, `DELETE FROM dedupe_keys`)
+	_, err := db.Pool.Exec(ctx, `DELETE FROM dedupe_keys`)
 	require.NoError(t, err)
 	_, err = d.Do(ctx, db.Pool, req, insertOrder(nil, req.Key))
 	require.ErrorIs(t, err, dedupe.ErrInProgress)
@@ -155,6 +149,20 @@ func holdKeyLock(t *testing.T, pool *pgxpool.Pool, req dedupe.Request) {
 	t.Cleanup(func() { _ = tx.Rollback(ctx) })
 	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(1886351214, hashtext($1::text || E'\n' || $2::text))`, req.Scope, req.Key)
 	require.NoError(t, err)
+}
+
+// replayUnderHeldLock commits req's key through d, holds the key's lock in another
+// transaction until the test ends (holdKeyLock), and checks that a replay through d neither
+// waits for it (d's LockWait would end the wait with ErrInProgress) nor runs fn.
+func replayUnderHeldLock(t *testing.T, d *dedupe.Deduper, pool *pgxpool.Pool, req dedupe.Request) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := d.Do(ctx, pool, req, insertOrder(nil, req.Key))
+	require.NoError(t, err)
+	holdKeyLock(t, pool, req)
+	res, err := d.Do(ctx, pool, req, insertOrder(nil, req.Key))
+	require.NoError(t, err, "the replay did not wait for the lock")
+	assert.True(t, res.Replayed())
 }
 
 // lockFirstLosesToLocklessKey runs a lock-first Do on pool whose fn, before its own insert,

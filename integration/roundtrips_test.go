@@ -52,14 +52,15 @@ func TestRoundTrips(t *testing.T) {
 			return err
 		}))
 	}
-	do := func(h dedupe.DB, key string) dedupe.Result {
-		res, err := d.Do(ctx, h, dedupe.Request{Scope: "rt", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
+	doVia := func(d *dedupe.Deduper, h dedupe.DB, scope, key string) dedupe.Result {
+		res, err := d.Do(ctx, h, dedupe.Request{Scope: scope, Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
 			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
 			return dedupe.Response{Status: 201}, err
 		})
 		require.NoError(t, err)
 		return res
 	}
+	do := func(h dedupe.DB, key string) dedupe.Result { return doVia(d, h, "rt", key) }
 	measure := func(f func()) int64 {
 		before := rt.n.Load()
 		f()
@@ -89,14 +90,7 @@ func TestRoundTrips(t *testing.T) {
 	// Insert-first (REPEATABLE READ): the key's lock and the claim travel with BEGIN, the
 	// response with COMMIT.
 	rr := dedupe.New(&dedupe.Options{TxOptions: pgx.TxOptions{IsoLevel: pgx.RepeatableRead}})
-	doRR := func(key string) dedupe.Result {
-		res, err := rr.Do(ctx, pool, dedupe.Request{Scope: "rt-rr", Key: key}, func(ctx context.Context, tx pgx.Tx) (dedupe.Response, error) {
-			_, err := tx.Exec(ctx, `INSERT INTO orders (request_key) VALUES ($1)`, key)
-			return dedupe.Response{Status: 201}, err
-		})
-		require.NoError(t, err)
-		return res
-	}
+	doRR := func(key string) dedupe.Result { return doVia(rr, pool, "rt-rr", key) }
 	doRR("warm")
 	assert.Equal(t, plainTrips, measure(func() { assert.False(t, doRR("r").Replayed()) }), "insert-first new key: begin+lock+claim, insert, store+commit")
 	assert.LessOrEqual(t, measure(func() { assert.True(t, doRR("r").Replayed()) }), int64(2), "insert-first replay: begin+lock+claim, rollback")
