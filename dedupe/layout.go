@@ -28,7 +28,8 @@ const (
 	// function with BEGIN (dedupe_gen_lookup: the lock and the lookup) and one with COMMIT
 	// (dedupe_gen_insert: the key with its response, into the generation current then;
 	// migration 0006); an insert-first claim one call of dedupe_gen_claim. Round trips are
-	// the default layout's.
+	// the default layout's. Migration 0007 has the functions keep one generic plan per
+	// statement, so a rotation costs each session one plan of the new generation's branch.
 	//
 	// Limits: transactions must be READ COMMITTED (the claim refuses others, since a duplicate
 	// must see what committed while it waited); a TTL longer than dedupe_generations.max_ttl

@@ -18,6 +18,7 @@ import (
 	"github.com/pgonce/pgonce/dedupe"
 	"github.com/pgonce/pgonce/integration/harness"
 	"github.com/pgonce/pgonce/internal/pgtest"
+	"github.com/pgonce/pgonce/migrations"
 )
 
 // genKeys counts the keys in the three generation tables, with args as a WHERE on them.
@@ -383,4 +384,29 @@ func TestGenerationsLockFirst(t *testing.T) {
 
 	// Generation 0 is current in a fresh schema.
 	lockFirstLosesToLocklessKey(t, d, db.Pool, db.Pool, "dedupe_keys_g0")
+}
+
+// Migration 0007: the generations layout's claim functions keep one generic plan per
+// statement, so that a rotation costs each session one plan of the new generation's branch
+// instead of a custom plan on each of the branch's first five runs. Migrating back to 0006
+// takes the setting off again.
+func TestGenerationsGenericPlans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := harness.DB(t, nil)
+	generic := func() []string {
+		rows, err := db.Pool.Query(ctx, `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = $1 AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1`, db.Schema)
+		require.NoError(t, err)
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return names
+	}
+	assert.Equal(t, []string{"dedupe_gen_claim", "dedupe_gen_insert", "dedupe_gen_lookup", "dedupe_gen_store"}, generic())
+
+	m, err := migrations.New(db.Pool, &migrations.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	_, err = m.Migrate(ctx, 6)
+	require.NoError(t, err)
+	assert.Empty(t, generic())
 }

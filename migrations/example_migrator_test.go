@@ -37,13 +37,14 @@ func ExampleMigrator() {
 	}
 	fmt.Println("valid:", m.Validate(ctx) == nil)
 	// Output:
-	// from 0 to 6, 6 steps
+	// from 0 to 7, 7 steps
 	//   applied 0001_dedupe_keys
 	//   applied 0002_fences
 	//   applied 0003_flow
 	//   applied 0004_dedupe_generations
 	//   applied 0005_one_check_constraint
 	//   applied 0006_dedupe_gen_lock_first
-	// from 6 to 6, 0 steps
+	//   applied 0007_dedupe_gen_generic_plans
+	// from 7 to 7, 0 steps
 	// valid: true
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgonce/pgonce/dedupe"
@@ -28,7 +29,7 @@ type config struct {
 	clients                          []int
 	warmup, duration, baseline       time.Duration
 	phases, layouts                  map[string]bool
-	tablespace                       string
+	tablespace, genPlans, prewarm    string
 }
 
 func main() {
@@ -43,10 +44,22 @@ func main() {
 	flag.DurationVar(&c.baseline, "baseline", 5*time.Second, "writers measured without a purge, before each purge")
 	phases := flag.String("phases", "throughput,purge,cycles", "which measurements to run")
 	layouts := flag.String("layouts", "table,generations", "which layouts to measure")
+	flag.StringVar(&c.prewarm, "prewarm", "", "read every index of the throughput targets in first (pg_prewarm, which\n"+
+		"scripts/services.sh creates): read, into the page cache; buffer, into shared_buffers")
+	flag.StringVar(&c.genPlans, "gen-plans", "generic", "plan_cache_mode of the generations layout's claim functions: generic, as\n"+
+		"migration 0007 sets it, or auto, as before it (to measure what 0007 changed)")
 	flag.StringVar(&c.tablespace, "tablespace", "", "put the benchmark's tables and indexes in this tablespace (default_tablespace);\n"+
 		"make bench-volume-nodiscard uses pgonce_nodiscard (scripts/nodiscard-tablespace.sh)")
 	flag.Parse()
 	c.phases, c.layouts = set(*phases), set(*layouts)
+	if c.prewarm != "" && c.prewarm != "read" && c.prewarm != "buffer" {
+		fmt.Fprintln(os.Stderr, "benchvolume: -prewarm is read or buffer")
+		os.Exit(2)
+	}
+	if c.genPlans != "generic" && c.genPlans != "auto" {
+		fmt.Fprintln(os.Stderr, "benchvolume: -gen-plans is generic or auto")
+		os.Exit(2)
+	}
 	for _, f := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -107,7 +120,16 @@ func run(ctx context.Context, c config) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		db.Pool.Close()
+		defer db.Pool.Close()
+		if layout == dedupe.LayoutGenerations && c.genPlans == "auto" {
+			for _, f := range []string{"dedupe_gen_lookup(text, text, bigint)", "dedupe_gen_insert(text, text, bytea, integer, jsonb, bytea, bigint)",
+				"dedupe_gen_claim(text, text, bytea, bigint)", "dedupe_gen_store(text, text, integer, jsonb, bytea)"} {
+				if _, err := db.Pool.Exec(ctx, "ALTER FUNCTION "+pgx.Identifier{db.Schema}.Sanitize()+"."+f+" RESET plan_cache_mode"); err != nil {
+					drop()
+					return nil, nil, err
+				}
+			}
+		}
 		return &target{name: name, schema: db.Schema, layout: layout,
 			d: dedupe.New(&dedupe.Options{Schema: db.Schema, Layout: layout})}, drop, nil
 	}
@@ -148,6 +170,11 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	if c.phases["throughput"] {
+		if c.prewarm != "" {
+			if err := prewarm(ctx, pool, targets, c.prewarm, logf); err != nil {
+				return err
+			}
+		}
 		if err := throughput(ctx, c, pool, targets, logf); err != nil {
 			return err
 		}

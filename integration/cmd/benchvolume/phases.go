@@ -117,6 +117,27 @@ func throughput(ctx context.Context, c config, pool *pgxpool.Pool, targets []*ta
 	return nil
 }
 
+// prewarm reads every index of the targets' schemas in with pg_prewarm, in mode read (into the
+// operating system's page cache) or buffer (into shared_buffers, as far as it holds them): the
+// claims then find the index leaves in memory, as a service's would once its indexes have
+// been read in, instead of on disk after the fill.
+func prewarm(ctx context.Context, pool *pgxpool.Pool, targets []*target, mode string, logf logFunc) error {
+	for _, t := range targets {
+		var blocks int64
+		if err := pool.QueryRow(ctx, `SELECT coalesce(sum(public.pg_prewarm(c.oid, $2)), 0)::bigint
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relkind = 'i'`, t.schema, mode).Scan(&blocks); err != nil {
+			return fmt.Errorf("prewarm %s (scripts/services.sh creates the pg_prewarm extension): %w", t.schema, err)
+		}
+		logf("prewarm: %s, %d index blocks read", t.schema, blocks)
+	}
+	// The fills' dirty pages are written out now, not by a checkpoint during the rounds.
+	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		logf("prewarm: no CHECKPOINT (%v)", err)
+	}
+	return nil
+}
+
 // ioSnapshot is what ioStats reads; throughput subtracts one before a cell from one after.
 type ioSnapshot struct{ wal, fpi, reads, readMs float64 }
 
