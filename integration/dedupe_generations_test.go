@@ -386,14 +386,43 @@ func TestGenerationsLockFirst(t *testing.T) {
 	lockFirstLosesToLocklessKey(t, d, db.Pool, db.Pool, "dedupe_keys_g0")
 }
 
-// Migration 0007: the generations layout's claim functions keep one generic plan per
-// statement, so that a rotation costs each session one plan of the new generation's branch
-// instead of a custom plan on each of the branch's first five runs. Migrating back to 0006
-// takes the setting off again.
-func TestGenerationsGenericPlans(t *testing.T) {
+// Migration 0007: a new key costs one probe of each live generation's primary key (0006 made
+// two of the previous generation's and three of the current one's, its INSERT .. ON CONFLICT
+// included), and the claim functions keep one generic plan per statement, so that a rotation
+// costs each session one plan of the new generation's branch. Migrating back to 0006 takes
+// both back.
+func TestGenerationsFastClaim(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := harness.DB(t, nil)
+	createOrders(t, db.Pool)
+	d := dedupe.New(&dedupe.Options{Layout: dedupe.LayoutGenerations})
+	var calls atomic.Int64
+	// probes runs one new key's claim on a connection of its own and returns how many index
+	// scans it made of the current (g0) and the previous (g2) generation's primary key.
+	probes := func(key string) (current, previous int64) {
+		conn, err := db.Pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conn.Release()
+		scans := func() (c, p int64) {
+			_, err := conn.Exec(ctx, `SELECT pg_stat_clear_snapshot()`)
+			require.NoError(t, err)
+			require.NoError(t, conn.QueryRow(ctx, `SELECT
+				(SELECT coalesce(idx_scan, 0) FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = 'dedupe_keys_g0_pkey'),
+				(SELECT coalesce(idx_scan, 0) FROM pg_stat_user_indexes WHERE schemaname = $1 AND indexrelname = 'dedupe_keys_g2_pkey')`,
+				db.Schema).Scan(&c, &p))
+			return c, p
+		}
+		c0, p0 := scans()
+		res, err := d.Do(ctx, conn.Conn(), dedupe.Request{Scope: "gen", Key: key}, insertOrder(&calls, key))
+		require.NoError(t, err)
+		require.False(t, res.Replayed())
+		// The backend's counters reach the shared statistics at its next transaction's end.
+		_, err = conn.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		require.NoError(t, err)
+		c1, p1 := scans()
+		return c1 - c0, p1 - p0
+	}
 	generic := func() []string {
 		rows, err := db.Pool.Query(ctx, `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 			WHERE n.nspname = $1 AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig) ORDER BY 1`, db.Schema)
@@ -402,11 +431,16 @@ func TestGenerationsGenericPlans(t *testing.T) {
 		require.NoError(t, err)
 		return names
 	}
+
+	c, p := probes("new")
+	assert.Equal(t, [2]int64{1, 1}, [2]int64{c, p}, "probes of the current and the previous generation")
 	assert.Equal(t, []string{"dedupe_gen_claim", "dedupe_gen_insert", "dedupe_gen_lookup", "dedupe_gen_store"}, generic())
 
 	m, err := migrations.New(db.Pool, &migrations.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	_, err = m.Migrate(ctx, 6)
 	require.NoError(t, err)
+	c, p = probes("new at 0006")
+	assert.Equal(t, [2]int64{3, 2}, [2]int64{c, p}, "0006's probes")
 	assert.Empty(t, generic())
 }

@@ -44,7 +44,7 @@ func ExampleMigrator() {
 	//   applied 0004_dedupe_generations
 	//   applied 0005_one_check_constraint
 	//   applied 0006_dedupe_gen_lock_first
-	//   applied 0007_dedupe_gen_generic_plans
+	//   applied 0007_dedupe_gen_fast_claim
 	// from 7 to 7, 0 steps
 	// valid: true
 }
