@@ -28,8 +28,12 @@ const (
 	// function with BEGIN (dedupe_gen_lookup: the lock and the lookup) and one with COMMIT
 	// (dedupe_gen_insert: the key with its response, into the generation current then;
 	// migration 0006); an insert-first claim one call of dedupe_gen_claim. Round trips are
-	// the default layout's. Migration 0007 has the functions keep one generic plan per
-	// statement, so a rotation costs each session one plan of the new generation's branch.
+	// the default layout's. Since migration 0007 the lookup tries the lock without waiting
+	// first, so a new key probes each live generation once; a replay never waits (it takes
+	// the lock when it is free, and looks for the live key without it when another
+	// transaction holds it). The insert is a plain INSERT, and the functions keep one generic
+	// plan per statement, so that a rotation costs each session one plan of the new
+	// generation's branch.
 	//
 	// Limits: transactions must be READ COMMITTED (the claim refuses others, since a duplicate
 	// must see what committed while it waited); a TTL longer than dedupe_generations.max_ttl
