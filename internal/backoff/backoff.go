@@ -28,16 +28,18 @@ func Delay(attempt int, base, max time.Duration) time.Duration {
 }
 
 // Sleep waits for d or until ctx is done, whichever comes first, and returns ctx.Err() in the
-// second case. It never leaves a timer or goroutine behind.
+// second case. A context already done, or done by the time the timer fires, ends it with its
+// error, so a caller never starts another attempt on a cancelled context (when both channels
+// are ready, select would pick one at random). It never leaves a timer or goroutine behind.
 func Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
+		return ctx.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}

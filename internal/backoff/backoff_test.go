@@ -30,3 +30,14 @@ func TestSleepHonoursContext(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second)
 	assert.NoError(t, Sleep(context.Background(), time.Microsecond))
 }
+
+// A context cancelled before a short sleep always ends it with the context's error, even when
+// the timer has fired too by the time Sleep looks (select alone picks between ready channels
+// at random, and optimistic.Retry then ran one attempt more on a cancelled context).
+func TestSleepCancelledBeatsShortTimer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 200 {
+		assert.ErrorIs(t, Sleep(ctx, time.Nanosecond), context.Canceled)
+	}
+}
