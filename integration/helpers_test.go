@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgonce/pgonce/dedupe"
+	"github.com/pgonce/pgonce/pessimistic"
 )
 
 // createOrders makes the business table most dedupe tests write to.
@@ -137,3 +139,11 @@ func together(n int, f func(i int)) {
 	close(start)
 	wg.Wait()
 }
+
+// suiteRun tells this run of the test binary from any other. Advisory locks are database-wide,
+// so keys built from it keep two copies of the suite, run at once against one database, out of
+// each other's locks (each test has a schema of its own, but not a database).
+var suiteRun = fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano())
+
+// lockKey is an advisory-lock key for name that no other run of the suite takes.
+func lockKey(name string) int64 { return pessimistic.AdvisoryKey(suiteRun + "/" + name) }

@@ -184,7 +184,7 @@ func TestPessimisticAdvisoryTryLock(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	ctx := context.Background()
-	key := pessimistic.AdvisoryKey("nightly")
+	key := lockKey("nightly")
 	tx1, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	tx2, err := db.Pool.Begin(ctx)
@@ -196,7 +196,7 @@ func TestPessimisticAdvisoryTryLock(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok1)
 	assert.False(t, ok2, "exactly one wins")
-	ok, err := pessimistic.TryXactLock2(ctx, tx2, 7, 42)
+	ok, err := pessimistic.TryXactLock2(ctx, tx2, 7, int32(lockKey("nightly-2")))
 	require.NoError(t, err)
 	assert.True(t, ok, "the two-int form is a separate key space")
 	require.NoError(t, tx1.Commit(ctx))
@@ -218,7 +218,7 @@ func TestPessimisticSessionLockRelease(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, nil)
 	ctx := context.Background()
-	key := pessimistic.AdvisoryKey("session")
+	key := lockKey("session")
 	// Checks come from a separate session: advisory locks are re-entrant within the session
 	// holding them, so a check on a pooled connection could be fooled by the holder itself.
 	other, err := pgx.Connect(ctx, db.URL)
@@ -276,6 +276,7 @@ func TestPessimisticRunOnce(t *testing.T) {
 	_, err := db.Pool.Exec(ctx, `CREATE TABLE reports (day text NOT NULL, built_by int NOT NULL)`)
 	require.NoError(t, err)
 	pgtest.Warm(t, db.Pool, 8)
+	jobName := "daily-report/" + suiteRun // its lock is database-wide
 	var runs atomic.Int64
 	release := make(chan struct{})
 	job := func(ctx context.Context, tx pgx.Tx) error {
@@ -295,7 +296,7 @@ func TestPessimisticRunOnce(t *testing.T) {
 	for range 8 {
 		go func() {
 			<-start
-			o, err := pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+			o, err := pessimistic.RunOnce(ctx, db.Pool, jobName, "2026-11-22", nil, job)
 			results <- result{o, err}
 		}()
 	}
@@ -321,12 +322,12 @@ func TestPessimisticRunOnce(t *testing.T) {
 	assert.NoError(t, ran.err)
 	assert.Equal(t, pessimistic.RunRan, ran.outcome, "the runner committed")
 	assert.Equal(t, int64(1), runs.Load())
-	outcome, err := pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-22", nil, job)
+	outcome, err := pessimistic.RunOnce(ctx, db.Pool, jobName, "2026-11-22", nil, job)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunAlreadyRan, outcome)
 	assert.Equal(t, int64(1), runs.Load(), "a later start does not run the job")
 	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM reports`), "one report in the database")
-	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys WHERE scope = 'job:daily-report' AND key = '2026-11-22'`),
+	assert.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM dedupe_keys WHERE scope = $1 AND key = '2026-11-22'`, "job:"+jobName),
 		"one record of the run")
 
 	boom := errors.New("report failed")
@@ -334,8 +335,8 @@ func TestPessimisticRunOnce(t *testing.T) {
 		_, err := pessimistic.RunOnce(ctx, db.Pool, job, period, nil, fn)
 		return err
 	}
-	assert.ErrorIs(t, runErr("daily-report", "2026-11-23", func(context.Context, pgx.Tx) error { return boom }), boom)
-	outcome, err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-23", nil, func(context.Context, pgx.Tx) error { return nil })
+	assert.ErrorIs(t, runErr(jobName, "2026-11-23", func(context.Context, pgx.Tx) error { return boom }), boom)
+	outcome, err = pessimistic.RunOnce(ctx, db.Pool, jobName, "2026-11-23", nil, func(context.Context, pgx.Tx) error { return nil })
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunRan, outcome, "a failed run leaves the period free")
 	assert.ErrorIs(t, runErr("", "p", job), pessimistic.ErrInvalid)
@@ -349,11 +350,11 @@ func TestPessimisticRunOnce(t *testing.T) {
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	noop := func(context.Context, pgx.Tx) error { return nil }
-	outcome, err = pessimistic.RunOnce(ctx, tx, "daily-report", "2026-11-24", nil, noop)
+	outcome, err = pessimistic.RunOnce(ctx, tx, jobName, "2026-11-24", nil, noop)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunRan, outcome)
 	require.NoError(t, tx.Rollback(ctx))
-	outcome, err = pessimistic.RunOnce(ctx, db.Pool, "daily-report", "2026-11-24", nil, noop)
+	outcome, err = pessimistic.RunOnce(ctx, db.Pool, jobName, "2026-11-24", nil, noop)
 	require.NoError(t, err)
 	assert.Equal(t, pessimistic.RunRan, outcome, "the rolled-back run left the period free")
 }
@@ -656,7 +657,7 @@ func TestPessimisticAdvisoryTryLockRace(t *testing.T) {
 	db := harness.DB(t, &pgtest.Options{MaxConns: 8})
 	ctx := context.Background()
 	pgtest.Warm(t, db.Pool, 8)
-	key := pessimistic.AdvisoryKey("race")
+	key := lockKey("race")
 	start, tried := make(chan struct{}), make(chan struct{})
 	var triedWG, wg sync.WaitGroup
 	var winners atomic.Int64
@@ -694,26 +695,28 @@ func TestPessimisticAdvisoryXactLockWaits(t *testing.T) {
 	holder, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer holder.Rollback(ctx)
-	require.NoError(t, pessimistic.XactLock(ctx, holder, 42))
-	require.NoError(t, pessimistic.XactLock2(ctx, holder, 0, 42))
+	key := lockKey("xact-waits")
+	key2 := int32(lockKey("xact-waits-2"))
+	require.NoError(t, pessimistic.XactLock(ctx, holder, key))
+	require.NoError(t, pessimistic.XactLock2(ctx, holder, 0, key2))
 	holderPID, err := backendPID(ctx, holder)
 	require.NoError(t, err)
 
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '100ms'`)
 		require.NoError(t, err)
-		return pessimistic.XactLock(ctx, tx, 42)
+		return pessimistic.XactLock(ctx, tx, key)
 	})
 	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable)
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '100ms'`)
 		require.NoError(t, err)
-		return pessimistic.XactLock2(ctx, tx, 0, 42)
+		return pessimistic.XactLock2(ctx, tx, 0, key2)
 	})
-	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "(0, 42) is held")
+	assert.ErrorIs(t, err, pessimistic.ErrLockNotAvailable, "(0, key2) is held")
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		ok, err := pessimistic.TryXactLock2(ctx, tx, 1, 42)
-		assert.True(t, ok, "(1, 42) is another key")
+		ok, err := pessimistic.TryXactLock2(ctx, tx, 1, key2)
+		assert.True(t, ok, "(1, key2) is another key")
 		return err
 	})
 	require.NoError(t, err)
@@ -721,7 +724,7 @@ func TestPessimisticAdvisoryXactLockWaits(t *testing.T) {
 	// A waiter queues on the lock and gets it when the holder commits.
 	got := make(chan error, 1)
 	go func() {
-		got <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, 42) })
+		got <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, key) })
 	}()
 	waitBlockedBy(t, db.Pool, holderPID, 1)
 	require.NoError(t, holder.Commit(ctx))
@@ -736,7 +739,7 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 	t.Parallel()
 	db := harness.DB(t, &pgtest.Options{MaxConns: 4})
 	ctx := context.Background()
-	key := pessimistic.AdvisoryKey("session-cleanup")
+	key := lockKey("session-cleanup")
 	other, err := pgx.Connect(ctx, db.URL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = other.Close(ctx) })
@@ -785,7 +788,7 @@ func TestPessimisticSessionLockCleanup(t *testing.T) {
 
 	// fn takes more session locks on its connection, one of them twice.
 	var used []int32 // the backends that held the lock
-	extra := pessimistic.AdvisoryKey("session-cleanup-extra")
+	extra := lockKey("session-cleanup-extra")
 	err = pessimistic.WithSessionLock(ctx, db.Pool, key, func(ctx context.Context, conn *pgx.Conn) error {
 		used = append(used, int32(conn.PgConn().PID()))
 		_, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_lock($1), pg_advisory_lock($2)`, key, extra)
@@ -874,7 +877,7 @@ func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
 	holder, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer holder.Rollback(ctx)
-	require.NoError(t, pessimistic.XactLock(ctx, holder, 7))
+	require.NoError(t, pessimistic.XactLock(ctx, holder, lockKey("row-and-advisory")))
 	advisoryPID, err := backendPID(ctx, holder)
 	require.NoError(t, err)
 
@@ -888,7 +891,9 @@ func TestPessimisticCancelledWaitLeavesNoWaiter(t *testing.T) {
 		"row bounded wait": {holderPID, func(ctx context.Context, tx pgx.Tx) error {
 			return (pessimistic.RowLock{Timeout: time.Hour}).Row(ctx, tx, productsTable, "sku", "a", nil)
 		}},
-		"xact advisory lock": {advisoryPID, func(ctx context.Context, tx pgx.Tx) error { return pessimistic.XactLock(ctx, tx, 7) }},
+		"xact advisory lock": {advisoryPID, func(ctx context.Context, tx pgx.Tx) error {
+			return pessimistic.XactLock(ctx, tx, lockKey("row-and-advisory"))
+		}},
 	} {
 		wctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)

@@ -209,13 +209,13 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 				return err
 			}
 		}
-		if err := pessimistic.XactLock(ctx, tx, pessimistic.AdvisoryKey("modes")); err != nil {
+		if err := pessimistic.XactLock(ctx, tx, lockKey("modes")); err != nil {
 			return err
 		}
-		if ok, err := pessimistic.TryXactLock(ctx, tx, pessimistic.AdvisoryKey("modes-try")); err != nil || !ok {
+		if ok, err := pessimistic.TryXactLock(ctx, tx, lockKey("modes-try")); err != nil || !ok {
 			return assert.AnError
 		}
-		if err := pessimistic.XactLock2(ctx, tx, 1, 2); err != nil {
+		if err := pessimistic.XactLock2(ctx, tx, 1, int32(lockKey("modes-2"))); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE products SET stock = stock - 1 WHERE sku = 'a'`)
@@ -239,7 +239,7 @@ func modePessimistic(t *testing.T, db modeDB, _ string) {
 	assert.Equal(t, pessimistic.RunAlreadyRan, outcome)
 
 	if db.session {
-		err := pessimistic.WithSessionLock(ctx, db.pool, pessimistic.AdvisoryKey("modes-session"), func(ctx context.Context, conn *pgx.Conn) error {
+		err := pessimistic.WithSessionLock(ctx, db.pool, lockKey("modes-session"), func(ctx context.Context, conn *pgx.Conn) error {
 			_, err := conn.Exec(ctx, `UPDATE products SET stock = stock - 1 WHERE sku = $1`, "a")
 			return err
 		})
