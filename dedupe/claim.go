@@ -23,8 +23,9 @@ type queries struct {
 	lockKey string
 	// The lock-first claim (lockfirst.go): lock the key unless it is committed, look it up,
 	// drop it when expired, insert it with its response. In the generations layout one call
-	// (lockLookup) locks and looks up, and the insert replaces an expired row, so lockNew,
-	// lookup and dropExpired are empty.
+	// (lockLookup) locks and looks up, and the functions deal with an expired row themselves
+	// (0006's insert replaces it, 0007's lookup deletes it), so lockNew, lookup and
+	// dropExpired are empty.
 	lockNew, lookup, dropExpired, insertDone string
 	lockLookup                               string
 }

@@ -101,7 +101,8 @@ func (d *Deduper) lockFirstRound(ctx context.Context, db DB, req Request, ttlMic
 		return Result{}, errClaimLost
 	case row.found && d.q.dropExpired != "":
 		// Expired: it goes, in this transaction, so the insert at the end takes its place.
-		// (The generations layout's insert replaces an expired row itself.)
+		// (The generations layout's functions deal with an expired row themselves: 0006's
+		// insert replaces it, 0007's lookup deletes it.)
 		if _, err := tx.Exec(ctx, d.q.dropExpired, key...); err != nil {
 			return Result{}, err
 		}
